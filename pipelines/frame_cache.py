@@ -1,0 +1,554 @@
+"""A frame-feature cache: decoded clips -> Keras feature layer -> SequenceExample TFRecords.
+
+The layout follows YouTube-8M's frame-level features: one ``tf.train.SequenceExample``
+per clip with
+
+* context: ``"id"`` (bytes, the file path), ``"labels"`` (int64 list, the class id; empty
+  for unlabelled clips), ``"clip_index"`` (int64, position in the cached ``indices``) and
+  ``"targets"`` (float list, per-clip regression targets, possibly empty);
+* feature lists: ``"rgb"`` (one float list per frame, or one quantised byte string per
+  frame with ``quantize=(low, high)``) and ``"frame_targets"`` (one float per frame when
+  per-frame targets exist).
+
+``write_frame_cache`` decodes each clip as a stream (a background thread decodes while
+TensorFlow runs the layer on chunks of frames), so the cached features are exactly what
+the layer computes in a served model. The cache folder is named by a key over the files
+(path, size, mtime), the settings and the layer (config and weights); it is written to
+a temporary folder and renamed, with ``manifest.json`` describing it.
+``read_frame_cache`` parses the records natively and windows them in the graph.
+
+>>> from seqapps.layers.video_frontends import FramePixels
+>>> cache = write_frame_cache(src, None, "cache", feature_layer=FramePixels(size=(16, 16)),
+...                           fps=12, size=(64, 64))  # doctest: +SKIP
+>>> ds = read_frame_cache(cache, length=16, shift=8, batch_size=32)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import queue
+import shutil
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from pipelines.report import BadInputReport
+from pipelines.video import (
+    _check_options,
+    _example_path,
+    _examples_and_labels,
+    _frame_target_spec,
+    _iter_indexed_frames,
+    load_frame_targets,
+)
+from seqapps.errors import BadMediaError, ConfigError, invalid_argument
+
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _threaded(iterator: Iterator, *, maxsize: int = 4) -> Iterator:
+    """Run ``iterator`` in a background thread (OpenCV releases the GIL while decoding)."""
+    items: queue.Queue = queue.Queue(maxsize=maxsize)
+    done = object()
+    stop = threading.Event()
+
+    def work():
+        try:
+            for item in iterator:
+                while not stop.is_set():
+                    try:
+                        items.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            items.put(done)
+        except BaseException as err:  # handed to the consumer, raised there
+            items.put(err)
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = items.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def _clip_targets(example) -> list[float]:
+    """Per-clip numeric targets of an Example (empty when it has none or a file path)."""
+    targets = getattr(example, "targets", None)
+    if targets is None or isinstance(targets, (str, os.PathLike)):
+        return []
+    try:
+        return [float(v) for v in np.asarray(targets, dtype=np.float64).reshape(-1)]
+    except (TypeError, ValueError):
+        return []
+
+
+def _layer_fingerprint(layer) -> dict:
+    import keras
+
+    digest = hashlib.sha256()
+    for weight in layer.weights:
+        digest.update(np.asarray(weight.numpy()).tobytes())
+    return {
+        "config": keras.saving.serialize_keras_object(layer),
+        "weights_sha256": digest.hexdigest(),
+    }
+
+
+def _cache_key(examples, labels, settings: dict, layer) -> str:
+    files = []
+    for example in examples:
+        path = _example_path(example)
+        try:
+            stat = os.stat(path)
+            files.append([os.path.abspath(path), stat.st_size, stat.st_mtime_ns])
+        except OSError:
+            files.append([os.path.abspath(path), None, None])
+        targets = getattr(example, "targets", None)
+        files[-1].append(None if targets is None else repr(targets))
+    blob = json.dumps(
+        {"version": FORMAT_VERSION, "files": files, "labels": labels, "settings": settings,
+         "layer": _layer_fingerprint(layer)},
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def _feature_function(layer, channels: int):
+    """The layer as a tf.function over [1, time, h, w, c] uint8 chunks.
+
+    Kept on the layer (outside Keras' attribute tracking), so writing several caches with
+    one layer traces it once and the function goes away with the layer.
+    """
+    import tensorflow as tf
+
+    functions = layer.__dict__.get("_seqapps_cache_functions")
+    if functions is None:
+        functions = {}
+        object.__setattr__(layer, "_seqapps_cache_functions", functions)
+    if channels not in functions:
+
+        @tf.function(
+            input_signature=[tf.TensorSpec((1, None, None, None, channels), tf.uint8)],
+            reduce_retracing=True,
+        )
+        def features(frames):
+            return tf.cast(layer(frames), tf.float32)
+
+        functions[channels] = features
+    return functions[channels]
+
+
+def _chunks(frames_and_indices, chunk_frames: int):
+    """Group a frame stream into (frames [n, h, w, c], source indices [n]) chunks."""
+    frames, indices = [], []
+    for frame, index in frames_and_indices:
+        frames.append(frame)
+        indices.append(index)
+        if len(frames) == chunk_frames:
+            yield np.stack(frames), np.asarray(indices)
+            frames, indices = [], []
+    if frames:
+        yield np.stack(frames), np.asarray(indices)
+
+
+def _quantize(features: np.ndarray, low: float, high: float) -> list[bytes]:
+    scaled = np.clip((features - low) / (high - low), 0.0, 1.0) * 255.0
+    return [row.tobytes() for row in np.round(scaled).astype(np.uint8)]
+
+
+def dequantize(values, low: float, high: float):
+    """Inverse of the byte quantisation (YouTube-8M style): uint8 -> float in [low, high].
+
+    >>> float(dequantize(np.uint8(255), -2.0, 2.0))
+    2.0
+    """
+    import tensorflow as tf
+
+    return tf.cast(values, tf.float32) * ((high - low) / 255.0) + low
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def write_frame_cache(
+    source,
+    indices: Sequence[int] | None,
+    out_dir: str | os.PathLike,
+    *,
+    feature_layer,
+    fps: float | None = None,
+    size: tuple[int, int] = (64, 64),
+    resize_mode: str = "crop",
+    color: str = "rgb",
+    shards: int = 1,
+    report: BadInputReport | None = None,
+    allow_partial: bool = True,
+    chunk_frames: int = 16,
+    context_frames: int = 1,
+    quantize: tuple[float, float] | None = None,
+    feature_key: str = "rgb",
+) -> Path:
+    """Decode clips, compute frame features with a Keras layer, write SequenceExamples.
+
+    Args:
+        source: a ``pipelines.sources.DataSource``, a list of Examples or of paths.
+        indices: which examples to cache (e.g. one split); None for all.
+        out_dir: parent folder; the cache goes into ``out_dir/<key>/``. An existing cache
+            with the same key is reused without decoding anything.
+        feature_layer: a frame-feature layer [batch, time, h, w, c] -> [batch, time, d]
+            (``seqapps.layers.video_frontends``).
+        fps, size, resize_mode, color: decoding settings (``pipelines.video.iter_frames``).
+        shards: number of TFRecord files (clip i goes to shard i % shards).
+        report: bad files are skipped and recorded here (None: strict, raise).
+        chunk_frames: frames per call of the layer (bounds memory on long clips).
+        context_frames: frames of the previous chunk fed again in front of each chunk
+            and dropped from its output, so layers that look back (``FrameMotion`` looks
+            one frame back) give the same features as on the whole clip.
+        quantize: (low, high) to store each frame's features as bytes (4x smaller,
+            YouTube-8M style); None stores float32.
+        feature_key: name of the feature list.
+
+    Returns:
+        The cache folder (holding ``shard-XXXXX-of-YYYYY.tfrecord`` and ``manifest.json``).
+
+    >>> write_frame_cache(paths, None, "cache", feature_layer=FramePixels(),
+    ...                   fps=12, size=(64, 64), shards=2)  # doctest: +SKIP
+    PosixPath('cache/3f1c...')
+    """
+    import tensorflow as tf
+
+    _check_options(fps=fps, size=size, resize_mode=resize_mode, color=color, max_frames=None)
+    for name, value in (("shards", shards), ("chunk_frames", chunk_frames)):
+        if not (isinstance(value, (int, np.integer)) and value > 0):
+            raise invalid_argument(name, value, "a positive integer")
+    if not (isinstance(context_frames, int) and 0 <= context_frames < chunk_frames):
+        raise invalid_argument("context_frames", context_frames, "an integer in [0, chunk_frames)")
+    if quantize is not None and not (len(quantize) == 2 and quantize[0] < quantize[1]):
+        raise invalid_argument("quantize", quantize, "None or a (low, high) pair with low < high")
+    report = BadInputReport(strict=True) if report is None else report
+    examples, labels = _examples_and_labels(source, indices)
+    class_names = list(getattr(source, "class_names", []) or [])
+    settings = {
+        "fps": fps, "size": list(size), "resize_mode": resize_mode, "color": color,
+        "allow_partial": allow_partial, "context_frames": context_frames,
+        "quantize": None if quantize is None else list(quantize), "feature_key": feature_key,
+    }
+    channels = 1 if color == "gray" else 3
+    if not feature_layer.built:
+        feature_layer.build((None, None, size[0], size[1], channels))
+    key = _cache_key(examples, labels, settings, feature_layer)
+    out_dir = Path(out_dir)
+    final = out_dir / key
+    if (final / MANIFEST).is_file():
+        return final
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir / f".tmp-{key}-{os.getpid()}-{threading.get_ident()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    compute = _feature_function(feature_layer, channels)
+    local_report = BadInputReport(strict=report.strict)
+
+    def decoded_chunks():
+        """("chunk", frames, source indices) items, then ("end", position) or ("drop", _).
+
+        Frames stream through in chunks, so a long clip is never held whole.
+        """
+        for position, example in enumerate(examples):
+            frames = _iter_indexed_frames(
+                _example_path(example), fps=fps, size=size, resize_mode=resize_mode,
+                color=color, max_frames=None, report=local_report, allow_partial=allow_partial,
+            )
+            try:
+                for chunk, index in _chunks(frames, chunk_frames - context_frames):
+                    yield "chunk", chunk, index
+            except BadMediaError:
+                if local_report.strict:
+                    raise
+                yield "drop", position, None  # recorded already (allow_partial=False)
+                continue
+            yield "end", position, None
+
+    shard_names = [f"shard-{i:05d}-of-{shards:05d}.tfrecord" for i in range(shards)]
+    writers = [tf.io.TFRecordWriter(os.fspath(tmp / name)) for name in shard_names]
+    clips_meta = []
+    feature_dim = None
+    try:
+        outputs, indices_so_far, previous = [], [], None
+        for kind, value, index in _threaded(decoded_chunks()):
+            if kind == "chunk":
+                frames = value
+                if previous is not None and context_frames:
+                    frames_in = np.concatenate([previous[-context_frames:], frames])
+                    values = compute(frames_in[None]).numpy()[0, -len(frames):]
+                else:
+                    values = compute(frames[None]).numpy()[0]
+                outputs.append(values)
+                indices_so_far.append(index)
+                previous = frames
+                continue
+            clip_outputs, clip_index_list = outputs, indices_so_far
+            outputs, indices_so_far, previous = [], [], None
+            if kind == "drop" or not clip_outputs:
+                continue
+            position = value
+            example, label = examples[position], labels[position]
+            path = _example_path(example)
+            features = np.concatenate(clip_outputs).astype(np.float32)
+            source_index = np.concatenate(clip_index_list)
+            feature_dim = features.shape[-1]
+            sequence = tf.train.SequenceExample()
+            context = sequence.context.feature
+            context["id"].bytes_list.value.append(os.fspath(path).encode())
+            if label >= 0:
+                context["labels"].int64_list.value.append(label)
+            context["clip_index"].int64_list.value.append(position)
+            context["targets"].float_list.value.extend(_clip_targets(example))
+            frame_list = sequence.feature_lists.feature_list[feature_key].feature
+            if quantize is None:
+                for row in features:
+                    frame_list.add().float_list.value.extend(row.tolist())
+            else:
+                for row in _quantize(features, *quantize):
+                    frame_list.add().bytes_list.value.append(row)
+            per_frame = _frame_targets_for(path, example, source_index, local_report)
+            if per_frame is not None:
+                target_list = sequence.feature_lists.feature_list["frame_targets"].feature
+                for frame_target in per_frame:
+                    target_list.add().float_list.value.append(float(frame_target))
+            writers[len(clips_meta) % shards].write(sequence.SerializeToString())
+            clips_meta.append(
+                {"id": os.fspath(path), "clip_index": position, "label": label,
+                 "n_frames": len(features), "has_frame_targets": per_frame is not None}
+            )
+    except BaseException:
+        for writer in writers:
+            writer.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    for writer in writers:
+        writer.close()
+    report.extend(local_report)
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "key": key,
+        "feature_key": feature_key,
+        "feature_dim": feature_dim,
+        "quantize": settings["quantize"],
+        "settings": settings,
+        "layer": _layer_fingerprint(feature_layer)["config"],
+        "class_names": class_names,
+        "shards": shard_names,
+        "n_clips": len(clips_meta),
+        "n_frames": int(sum(c["n_frames"] for c in clips_meta)),
+        "clips": clips_meta,
+        "bad_inputs": local_report.entries,
+    }
+    with open(tmp / MANIFEST, "w", encoding="utf-8") as f:
+        json.dump(manifest, f, indent=2, default=str)
+    try:
+        os.replace(tmp, final)
+    except OSError:  # another writer finished the same cache first: theirs is identical
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (final / MANIFEST).is_file():
+            raise
+    return final
+
+
+def _frame_targets_for(path, example, source_index, report) -> np.ndarray | None:
+    per_frame = load_frame_targets(path, _frame_target_spec(example))
+    if per_frame is None:
+        return None
+    if len(per_frame) <= int(source_index.max()):
+        report.add(
+            path,
+            f"{len(per_frame)} per-frame targets for {int(source_index.max()) + 1} frames; "
+            "frame targets not cached",
+            kept_frames=len(source_index),
+        )
+        return None
+    return per_frame[source_index]
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def read_manifest(cache_dir: str | os.PathLike) -> dict:
+    """The manifest of a cache folder written by ``write_frame_cache``."""
+    path = Path(cache_dir) / MANIFEST
+    if not path.is_file():
+        raise ConfigError(f"`cache_dir` has no {MANIFEST}. Received: cache_dir={os.fspath(cache_dir)!r}")
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def parse_clip(serialized, *, feature_key: str, feature_dim: int, quantize=None):
+    """Parse one SequenceExample into a dict of tensors.
+
+    Returns ``{"id": string [], "features": float32 [time, feature_dim], "label": int32 []
+    (-1 when unlabelled), "clip_index": int32 [], "targets": float32 [k],
+    "frame_targets": float32 [time] (empty when absent)}``.
+    """
+    import tensorflow as tf
+
+    context_spec = {
+        "id": tf.io.FixedLenFeature([], tf.string),
+        "labels": tf.io.VarLenFeature(tf.int64),
+        "clip_index": tf.io.FixedLenFeature([], tf.int64),
+        "targets": tf.io.VarLenFeature(tf.float32),
+    }
+    if quantize is None:
+        frame_spec = tf.io.FixedLenSequenceFeature([feature_dim], tf.float32)
+    else:
+        frame_spec = tf.io.FixedLenSequenceFeature([], tf.string)
+    sequence_spec = {
+        feature_key: frame_spec,
+        "frame_targets": tf.io.FixedLenSequenceFeature([], tf.float32, allow_missing=True),
+    }
+    context, sequence = tf.io.parse_single_sequence_example(
+        serialized, context_features=context_spec, sequence_features=sequence_spec
+    )
+    features = sequence[feature_key]
+    if quantize is not None:
+        raw = tf.io.decode_raw(features, tf.uint8)
+        features = tf.reshape(dequantize(raw, *quantize), [-1, feature_dim])
+    labels = tf.sparse.to_dense(context["labels"])
+    label = tf.cond(
+        tf.size(labels) > 0, lambda: tf.cast(labels[0], tf.int32), lambda: tf.constant(-1)
+    )
+    return {
+        "id": context["id"],
+        "features": features,
+        "label": label,
+        "clip_index": tf.cast(context["clip_index"], tf.int32),
+        "targets": tf.sparse.to_dense(context["targets"]),
+        "frame_targets": sequence["frame_targets"],
+    }
+
+
+def read_frame_cache(
+    cache_dir: str | os.PathLike,
+    *,
+    length: int,
+    shift: int,
+    batch_size: int = 8,
+    target: str = "label",
+    delay: int = 0,
+    pad_end: bool = True,
+    shuffle: bool = False,
+    shuffle_buffer: int = 1024,
+    seed: int = 0,
+    include_clip_index: bool = False,
+    repeat: bool = False,
+    drop_remainder: bool = False,
+):
+    """Windows of cached frame features as a tf.data.Dataset (no Python per element).
+
+    Yields ``({"inputs": float32 [batch, length, d], "mask": bool [batch, length]},
+    labels)``, windows never crossing clips (``pipelines.windows.frame_windows``), with
+
+    * ``target="label"``: labels int32 [batch] (the clip's class id);
+    * ``target="clip_targets"``: labels float32 [batch, k] (the clip's targets);
+    * ``target="frame"``: labels float32 [batch, length] where frame n's target is
+      y(n + delay), plus sample weights [batch, length], 0 where the delayed target
+      lies past the clip or on padding.
+
+    ``include_clip_index`` adds ``"clip_index"`` int32 [batch] to the inputs (the clip's
+    position in the cached ``indices``) for ``aggregate_clip_predictions``.
+
+    >>> ds = read_frame_cache(cache, length=16, shift=8, batch_size=32)  # doctest: +SKIP
+    >>> inputs, labels = next(iter(ds))  # doctest: +SKIP
+    """
+    import tensorflow as tf
+
+    from pipelines import windows as windowing
+
+    for name, value in (("length", length), ("shift", shift), ("batch_size", batch_size)):
+        if not (isinstance(value, (int, np.integer)) and value > 0):
+            raise invalid_argument(name, value, "a positive integer")
+    if target not in ("label", "clip_targets", "frame"):
+        raise invalid_argument("target", target, 'one of ("label", "clip_targets", "frame")')
+    manifest = read_manifest(cache_dir)
+    if target == "frame" and not all(c["has_frame_targets"] for c in manifest["clips"]):
+        raise ConfigError(
+            "`target` is 'frame' but some cached clips have no per-frame targets. "
+            f"Received: target={target!r}"
+        )
+    files = [os.fspath(Path(cache_dir) / name) for name in manifest["shards"]]
+    feature_dim = int(manifest["feature_dim"] or 0)
+    quantize = manifest.get("quantize")
+
+    def parse(serialized):
+        return parse_clip(
+            serialized,
+            feature_key=manifest["feature_key"],
+            feature_dim=feature_dim,
+            quantize=None if quantize is None else tuple(quantize),
+        )
+
+    def windows_of_clip(clip):
+        windows, mask = windowing.frame_windows(
+            clip["features"], length=length, shift=shift, pad_end=pad_end
+        )
+        count = tf.shape(windows)[0]
+        inputs = {"inputs": windows, "mask": mask}
+        if include_clip_index:
+            inputs["clip_index"] = tf.fill([count], clip["clip_index"])
+        if target == "label":
+            return inputs, tf.fill([count], clip["label"])
+        if target == "clip_targets":
+            return inputs, tf.tile(clip["targets"][None], [count, 1])
+        targets, valid = windowing.window_targets(
+            clip["frame_targets"], length=length, shift=shift, delay=delay, pad_end=pad_end
+        )
+        return inputs, targets, tf.cast(valid, tf.float32)
+
+    dataset = tf.data.TFRecordDataset(files)
+    dataset = dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    dataset = dataset.map(windows_of_clip, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    dataset = dataset.unbatch()
+    if shuffle:
+        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        dataset = dataset.repeat()
+    return dataset.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
+
+
+def read_cached_clips(cache_dir: str | os.PathLike):
+    """Whole cached clips as a tf.data.Dataset of ``parse_clip`` dicts (no windowing).
+
+    >>> for clip in read_cached_clips(cache).take(1):  # doctest: +SKIP
+    ...     clip["features"].shape
+    """
+    import tensorflow as tf
+
+    manifest = read_manifest(cache_dir)
+    files = [os.fspath(Path(cache_dir) / name) for name in manifest["shards"]]
+    quantize = manifest.get("quantize")
+    return tf.data.TFRecordDataset(files).map(
+        lambda s: parse_clip(
+            s,
+            feature_key=manifest["feature_key"],
+            feature_dim=int(manifest["feature_dim"] or 0),
+            quantize=None if quantize is None else tuple(quantize),
+        )
+    )

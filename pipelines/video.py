@@ -1,0 +1,583 @@
+"""Video decoding at the edge (OpenCV) and a windowed tf.data pipeline over decoded clips.
+
+Only decoding, frame-rate resampling, resizing and colour conversion run here in Python;
+frame features (pixels, histograms, motion, CNN embeddings) are Keras layers in
+``seqapps.layers.video_frontends`` so that a served model computes exactly what training did.
+
+Frames stream: ``iter_frames`` holds at most two decoded frames at a time.
+
+>>> frames = read_clip("clip.avi", fps=10, size=(64, 64))  # doctest: +SKIP
+>>> frames.shape, frames.dtype  # doctest: +SKIP
+((20, 64, 64, 3), dtype('uint8'))
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from pipelines.report import BadInputReport
+from seqapps.errors import BadMediaError, invalid_argument
+
+RESIZE_MODES = ("crop", "pad")
+COLORS = ("rgb", "bgr", "gray")
+
+# A decoded count this far below the container's declared count means the decoder gave up
+# part-way (tree.avi: 68 of 444). Containers written by some muxers round their count, so a
+# couple of frames' slack avoids calling a complete file broken.
+_MISSING_FRAMES_TOLERANCE = 0.05
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _check_options(*, fps, size, resize_mode, color, max_frames) -> None:
+    if fps is not None and not (isinstance(fps, (int, float)) and fps > 0 and math.isfinite(fps)):
+        raise invalid_argument("fps", fps, "a positive number or None")
+    if size is not None:
+        if (
+            not isinstance(size, (tuple, list))
+            or len(size) != 2
+            or not all(isinstance(s, (int, np.integer)) and s > 0 for s in size)
+        ):
+            raise invalid_argument("size", size, "a (height, width) pair of positive integers or None")
+    if resize_mode not in RESIZE_MODES:
+        raise invalid_argument("resize_mode", resize_mode, f"one of {RESIZE_MODES}")
+    if color not in COLORS:
+        raise invalid_argument("color", color, f"one of {COLORS}")
+    if max_frames is not None and not (isinstance(max_frames, (int, np.integer)) and max_frames > 0):
+        raise invalid_argument("max_frames", max_frames, "a positive integer or None")
+
+
+# --------------------------------------------------------------------------- frame ops
+
+
+def resize_frame(frame: np.ndarray, *, size: tuple[int, int], mode: str = "crop") -> np.ndarray:
+    """Resize one frame [h, w, c] to ``size`` = (height, width) keeping its aspect ratio.
+
+    ``mode="crop"`` scales until the frame covers the target and cuts the centre;
+    ``mode="pad"`` scales until the frame fits and pads the borders with zeros.
+
+    >>> resize_frame(np.zeros((272, 640, 3), np.uint8), size=(64, 64)).shape
+    (64, 64, 3)
+    """
+    target_h, target_w = int(size[0]), int(size[1])
+    h, w = frame.shape[:2]
+    if (h, w) == (target_h, target_w):
+        return frame
+    if mode == "crop":
+        # Crop in source coordinates first, then one resize: fewer pixels to interpolate.
+        scale = max(target_h / h, target_w / w)
+        crop_h = min(h, max(1, round(target_h / scale)))
+        crop_w = min(w, max(1, round(target_w / scale)))
+        top, left = (h - crop_h) // 2, (w - crop_w) // 2
+        region = frame[top : top + crop_h, left : left + crop_w]
+        interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        out = cv2.resize(region, (target_w, target_h), interpolation=interpolation)
+    elif mode == "pad":
+        scale = min(target_h / h, target_w / w)
+        new_h = min(target_h, max(1, round(h * scale)))
+        new_w = min(target_w, max(1, round(w * scale)))
+        interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        resized = cv2.resize(frame, (new_w, new_h), interpolation=interpolation)
+        top, left = (target_h - new_h) // 2, (target_w - new_w) // 2
+        out = cv2.copyMakeBorder(
+            resized,
+            top,
+            target_h - new_h - top,
+            left,
+            target_w - new_w - left,
+            cv2.BORDER_CONSTANT,
+            value=0,
+        )
+    else:
+        raise invalid_argument("mode", mode, f"one of {RESIZE_MODES}")
+    if out.ndim == 2 and frame.ndim == 3:  # cv2 drops a single channel axis
+        out = out[..., None]
+    return out
+
+
+def _convert_color(frame_bgr: np.ndarray, color: str) -> np.ndarray:
+    if color == "rgb":
+        return cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
+    if color == "gray":
+        return cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2GRAY)[..., None]
+    return frame_bgr
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+def _raw_frames(capture, path, problems: list[str]) -> Iterator[tuple[np.ndarray, int, float]]:
+    """(bgr frame, source index, timestamp in ms) until the stream ends or breaks.
+
+    Problems found on the way (a resolution change, a decoder exception, a stream shorter
+    than declared) are appended to ``problems``; frames before them are still yielded.
+    """
+    declared_fps = capture.get(cv2.CAP_PROP_FPS) or 0.0
+    declared_count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    first_shape = None
+    last_ms = -math.inf
+    index = 0
+    while True:
+        try:
+            ok, frame = capture.read()
+        except cv2.error as err:  # a decoder crash mid-file is a broken file, not a bug
+            problems.append(f"decoding failed after {index} frames ({err})".splitlines()[0])
+            return
+        if not ok or frame is None:
+            break
+        if first_shape is None:
+            first_shape = frame.shape
+        elif frame.shape != first_shape:
+            problems.append(
+                f"resolution changed from {first_shape[1]}x{first_shape[0]} to "
+                f"{frame.shape[1]}x{frame.shape[0]} at frame {index}"
+            )
+            return
+        ms = float(capture.get(cv2.CAP_PROP_POS_MSEC))
+        # Some backends report no or non-increasing timestamps; then the declared rate is
+        # the only clock there is.
+        if not math.isfinite(ms) or ms <= last_ms:
+            ms = index * 1000.0 / declared_fps if declared_fps > 0 else last_ms + 1000.0 / 30
+        last_ms = ms
+        yield frame, index, ms
+        index += 1
+    if index and declared_count > 0:
+        missing = declared_count - index
+        if missing > max(2, _MISSING_FRAMES_TOLERANCE * declared_count):
+            problems.append(f"only {index} of {declared_count} declared frames decode")
+
+
+def _resample(
+    raw: Iterator[tuple[np.ndarray, int, float]], fps: float | None
+) -> Iterator[tuple[np.ndarray, int]]:
+    """Keep, for each target time k / fps, the decoded frame whose timestamp is nearest.
+
+    Times are relative to the first frame's timestamp; ties go to the earlier frame. When
+    ``fps`` exceeds the source rate, frames repeat. Targets after the last frame are not
+    produced.
+    """
+    if fps is None:
+        for frame, index, _ in raw:
+            yield frame, index
+        return
+    period_ms = 1000.0 / fps
+    start_ms = None
+    k = 0
+    previous = None  # (frame, index, relative ms)
+    for frame, index, ms in raw:
+        if start_ms is None:
+            start_ms = ms
+        relative = ms - start_ms
+        while k * period_ms <= relative + 1e-6:
+            target = k * period_ms
+            if previous is not None and target - previous[2] <= relative - target:
+                yield previous[0], previous[1]
+            else:
+                yield frame, index
+            k += 1
+        previous = (frame, index, relative)
+
+
+def _iter_indexed_frames(
+    path,
+    *,
+    fps,
+    size,
+    resize_mode,
+    color,
+    max_frames,
+    report,
+    allow_partial,
+) -> Iterator[tuple[np.ndarray, int]]:
+    """Frames with the index of the source frame they came from (for per-frame targets)."""
+    _check_options(fps=fps, size=size, resize_mode=resize_mode, color=color, max_frames=max_frames)
+    report = BadInputReport(strict=True) if report is None else report
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        report.add(path, "file not found")
+        return
+    capture = cv2.VideoCapture(path)
+    try:
+        if not capture.isOpened():
+            report.add(path, "cannot be opened as a video (unreadable or not a video file)")
+            return
+        problems: list[str] = []
+        produced = 0
+        last_index = None
+        last_output = None
+        stopped_early = False
+        for frame, index in _resample(_raw_frames(capture, path, problems), fps):
+            if index != last_index:  # an upsampled frame repeats: convert it once
+                out = _convert_color(frame, color)
+                if size is not None:
+                    out = resize_frame(out, size=size, mode=resize_mode)
+                last_output, last_index = out, index
+            yield last_output, index
+            produced += 1
+            if max_frames is not None and produced >= max_frames:
+                stopped_early = True
+                break
+        if produced == 0:
+            reason = "no decodable frame"
+            if problems:
+                reason += f" ({problems[0]})"
+            report.add(path, reason)
+            return
+        if problems and not stopped_early:
+            if allow_partial:
+                report.add(path, problems[0], kept_frames=produced)
+            else:
+                report.add(path, problems[0] + " (partial clips not allowed)")
+                # A stream cannot take back frames it already gave; tell the consumer to
+                # drop them (read_clip and video_dataset do).
+                raise BadMediaError(path, problems[0])
+    finally:
+        capture.release()
+
+
+def iter_frames(
+    path: str | os.PathLike,
+    *,
+    fps: float | None = None,
+    size: tuple[int, int] | None = None,
+    resize_mode: str = "crop",
+    color: str = "rgb",
+    max_frames: int | None = None,
+    report: BadInputReport | None = None,
+    allow_partial: bool = True,
+) -> Iterator[np.ndarray]:
+    """Stream the decoded frames of a video file: uint8 [height, width, 3] each.
+
+    Args:
+        path: a video file OpenCV can read.
+        fps: resample to this frame rate by timestamps (the frame nearest each time
+            k / fps is kept; frames repeat when fps is above the source rate). None keeps
+            every decoded frame.
+        size: (height, width) to resize to, keeping the aspect ratio (see resize_mode).
+        resize_mode: "crop" (cover, then cut the centre) or "pad" (fit, then zero borders).
+        color: "rgb", "bgr" or "gray" (gray frames are [height, width, 1]).
+        max_frames: stop after this many output frames.
+        report: where bad files go. None means strict: raise ``BadMediaError``.
+        allow_partial: when a file breaks part-way, keep the frames decoded before the
+            break (``report.add(..., kept_frames=N)``). When False the break is recorded as a
+            skip and the stream ends with ``BadMediaError`` so the caller drops the frames.
+
+    A missing, unreadable or frameless file yields nothing and is recorded in ``report``.
+    The capture is released however the generator ends.
+
+    >>> for frame in iter_frames("clip.mp4", fps=10, size=(64, 64)):  # doctest: +SKIP
+    ...     frame.shape
+    (64, 64, 3)
+    """
+    for frame, _ in _iter_indexed_frames(
+        path,
+        fps=fps,
+        size=size,
+        resize_mode=resize_mode,
+        color=color,
+        max_frames=max_frames,
+        report=report,
+        allow_partial=allow_partial,
+    ):
+        yield frame
+
+
+def _read_clip_with_indices(path, **options) -> tuple[np.ndarray, np.ndarray] | None:
+    frames, indices = [], []
+    try:
+        for frame, index in _iter_indexed_frames(path, **options):
+            frames.append(frame)
+            indices.append(index)
+    except BadMediaError:
+        if options.get("report") is None or options["report"].strict:
+            raise
+        return None  # recorded in the report already (allow_partial=False)
+    if not frames:
+        return None
+    return np.stack(frames), np.asarray(indices, dtype=np.int64)
+
+
+def read_clip(
+    path: str | os.PathLike,
+    *,
+    fps: float | None = None,
+    size: tuple[int, int] | None = None,
+    resize_mode: str = "crop",
+    color: str = "rgb",
+    max_frames: int | None = None,
+    report: BadInputReport | None = None,
+    allow_partial: bool = True,
+) -> np.ndarray | None:
+    """Decode a whole clip: uint8 [time, height, width, 3], or None for a skipped file.
+
+    Same arguments as ``iter_frames``; a file recorded as skipped in a non-strict
+    ``report`` gives None.
+
+    >>> read_clip("clip.mp4", size=(32, 32), max_frames=8).shape  # doctest: +SKIP
+    (8, 32, 32, 3)
+    """
+    result = _read_clip_with_indices(
+        path,
+        fps=fps,
+        size=size,
+        resize_mode=resize_mode,
+        color=color,
+        max_frames=max_frames,
+        report=report,
+        allow_partial=allow_partial,
+    )
+    return None if result is None else result[0]
+
+
+# --------------------------------------------------------------------------- edge features
+
+
+def optical_flow_features(frames: np.ndarray, *, grid: tuple[int, int] = (2, 2)) -> np.ndarray:
+    """Dense optical flow (OpenCV Farneback) summarised on a grid: float32 [time, features].
+
+    Per grid cell: mean horizontal flow, mean vertical flow, mean flow magnitude (pixels per
+    frame), so features = 3 * grid_h * grid_w. The first frame has no predecessor: zeros.
+    Flow is iterative and not a TF op, so it is an edge feature (precompute and cache it).
+
+    >>> optical_flow_features(np.zeros((5, 32, 32, 3), np.uint8)).shape
+    (5, 12)
+    """
+    frames = np.asarray(frames)
+    if frames.ndim != 4:
+        raise invalid_argument("frames", frames.shape, "an array [time, height, width, channels]")
+    grid_h, grid_w = grid
+    gray = [
+        cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) if f.shape[-1] == 3 else f[..., 0] for f in frames
+    ]
+    out = np.zeros((len(frames), 3 * grid_h * grid_w), np.float32)
+    h, w = gray[0].shape
+    rows = np.linspace(0, h, grid_h + 1).astype(int)
+    cols = np.linspace(0, w, grid_w + 1).astype(int)
+    for t in range(1, len(gray)):
+        flow = cv2.calcOpticalFlowFarneback(gray[t - 1], gray[t], None, 0.5, 3, 15, 3, 5, 1.2, 0)
+        magnitude = np.linalg.norm(flow, axis=-1)
+        cells = []
+        for i in range(grid_h):
+            for j in range(grid_w):
+                cell = (slice(rows[i], rows[i + 1]), slice(cols[j], cols[j + 1]))
+                cells += [flow[cell][..., 0].mean(), flow[cell][..., 1].mean(), magnitude[cell].mean()]
+        out[t] = cells
+    return out
+
+
+# --------------------------------------------------------------------------- targets
+
+
+def load_frame_targets(video_path: str | os.PathLike, targets: Any = None) -> np.ndarray | None:
+    """Per-frame regression targets for a video: float32 [source_frames], or None.
+
+    ``targets`` may be a sequence of numbers, a path to a .npy/.csv file, or a string of
+    numbers separated by spaces or ';' (a CSV column). Without it, a sidecar file
+    ``<video>.targets.npy`` or ``<video>.targets.csv`` next to the video is used.
+
+    >>> load_frame_targets("clip.mp4", "0.5 0.25 1")
+    array([0.5 , 0.25, 1.  ], dtype=float32)
+    """
+    def from_file(p: Path) -> np.ndarray:
+        if p.suffix == ".npy":
+            return np.load(p).astype(np.float32).reshape(-1)
+        return np.loadtxt(p, delimiter=",", dtype=np.float32, ndmin=1).reshape(-1)
+
+    if targets is None:
+        video_path = Path(video_path)
+        for suffix in (".targets.npy", ".targets.csv"):
+            sidecar = video_path.with_name(video_path.name + suffix)
+            if sidecar.is_file():
+                return from_file(sidecar)
+        return None
+    if isinstance(targets, (str, os.PathLike)):
+        text = os.fspath(targets).strip()
+        if text.endswith((".npy", ".csv")):
+            p = Path(text)
+            if not p.is_absolute():
+                p = Path(video_path).parent / p
+            return from_file(p)
+        return np.asarray(text.replace(";", " ").replace(",", " ").split(), dtype=np.float32)
+    return np.asarray(targets, dtype=np.float32).reshape(-1)
+
+
+# --------------------------------------------------------------------------- tf.data
+
+
+def _examples_and_labels(source, indices) -> tuple[list, list]:
+    examples = list(getattr(source, "examples", source))
+    label_ids = None
+    if hasattr(source, "labels_as_ids"):
+        try:
+            label_ids = list(np.asarray(source.labels_as_ids()).reshape(len(examples), -1)[:, 0])
+        except Exception:  # a regression source has no class ids
+            label_ids = None
+    if indices is None:
+        indices = range(len(examples))
+    chosen, labels = [], []
+    for i in indices:
+        example = examples[i]
+        chosen.append(example)
+        if label_ids is not None:
+            labels.append(int(label_ids[i]))
+        else:
+            label = getattr(example, "label", None)
+            labels.append(int(label) if isinstance(label, (int, np.integer)) else -1)
+    return chosen, labels
+
+
+def _frame_target_spec(example):
+    """Example.targets when it names per-frame targets (a path or a string), else None.
+
+    A tuple of numbers in ``Example.targets`` is a per-clip target (sources.from_manifest).
+    """
+    targets = getattr(example, "targets", None)
+    return targets if isinstance(targets, (str, os.PathLike)) else None
+
+
+def _example_path(example) -> str:
+    return os.fspath(getattr(example, "path", example))
+
+
+def video_dataset(
+    source,
+    *,
+    length: int,
+    shift: int,
+    indices: Sequence[int] | None = None,
+    target: str = "label",
+    delay: int = 0,
+    fps: float | None = None,
+    size: tuple[int, int] = (64, 64),
+    resize_mode: str = "crop",
+    color: str = "rgb",
+    max_frames: int | None = None,
+    feature_layer=None,
+    batch_size: int = 8,
+    shuffle: bool = False,
+    shuffle_buffer: int = 256,
+    seed: int = 0,
+    pad_end: bool = True,
+    include_clip_index: bool = False,
+    report: BadInputReport | None = None,
+    allow_partial: bool = True,
+):
+    """Windows of decoded clips as a tf.data.Dataset.
+
+    Yields ``({"inputs": [batch, length, ...], "mask": [batch, length] bool}, labels)``.
+    ``inputs`` are raw uint8 frames [batch, length, h, w, 3] (a model whose first layer is
+    a ``seqapps.layers.video_frontends`` layer), or, with ``feature_layer``, that layer's
+    per-frame features [batch, length, features] computed over the whole clip.
+
+    Args:
+        source: a ``pipelines.sources.DataSource``, a list of Examples or of paths.
+        length, shift: window length and hop in output frames (``pipelines.windows``).
+        indices: which examples to use (e.g. one split); default all.
+        target: "label" (per-clip class id from ``source.labels_as_ids()``; labels
+            [batch]), "clip_targets" (per-clip regression targets ``Example.targets``;
+            labels [batch, k]) or "frame" (per-frame regression targets from a sidecar
+            ``<video>.targets.csv/.npy``, or ``Example.targets`` when it is a file path or a
+            string of numbers; labels [batch, length] with the target of
+            frame n being y(n + delay)); then a third element, sample weights
+            [batch, length], is 0 where the delayed target lies past the clip end or on
+            padding (Keras ``fit`` reads it as sample_weight).
+        include_clip_index: add ``"clip_index"`` [batch] (position in ``indices``) to the
+            inputs so window predictions can be aggregated per clip.
+        report: bad files are skipped and recorded here (None: strict, raise).
+
+    Windows never cross clips. Decoding runs in Python on the fly; for several epochs
+    prefer the feature cache (``pipelines.frame_cache``).
+
+    >>> ds = video_dataset(src, length=16, shift=8, fps=12, size=(64, 64))  # doctest: +SKIP
+    >>> inputs, labels = next(iter(ds))  # doctest: +SKIP
+    """
+    import tensorflow as tf
+
+    from pipelines import windows as windowing
+
+    for name, value in (("length", length), ("shift", shift), ("batch_size", batch_size)):
+        if not (isinstance(value, (int, np.integer)) and value > 0):
+            raise invalid_argument(name, value, "a positive integer")
+    if target not in ("label", "clip_targets", "frame"):
+        raise invalid_argument("target", target, 'one of ("label", "clip_targets", "frame")')
+    _check_options(fps=fps, size=size, resize_mode=resize_mode, color=color, max_frames=max_frames)
+    examples, labels = _examples_and_labels(source, indices)
+    if report is None:
+        report = BadInputReport(strict=True)
+    channels = 1 if color == "gray" else 3
+
+    if feature_layer is not None:
+        probe = np.zeros((1, 2, size[0], size[1], channels), np.uint8)
+        feature_dim = int(feature_layer(probe).shape[-1])
+        input_spec = tf.TensorSpec((length, feature_dim), tf.float32)
+    else:
+        input_spec = tf.TensorSpec((length, size[0], size[1], channels), tf.uint8)
+    if target == "label":
+        label_specs = (tf.TensorSpec((), tf.int32),)
+    elif target == "clip_targets":
+        label_specs = (tf.TensorSpec((None,), tf.float32),)
+    else:
+        label_specs = (tf.TensorSpec((length,), tf.float32), tf.TensorSpec((length,), tf.float32))
+
+    def generate():
+        for clip_position, (example, label) in enumerate(zip(examples, labels, strict=True)):
+            path = _example_path(example)
+            result = _read_clip_with_indices(
+                path,
+                fps=fps,
+                size=size,
+                resize_mode=resize_mode,
+                color=color,
+                max_frames=max_frames,
+                report=report,
+                allow_partial=allow_partial,
+            )
+            if result is None:
+                continue
+            frames, source_index = result
+            if target == "frame":
+                per_frame = load_frame_targets(path, _frame_target_spec(example))
+                if per_frame is None or len(per_frame) <= int(source_index.max()):
+                    report.add(path, "no per-frame targets (or fewer targets than frames)")
+                    continue
+                frame_targets = per_frame[source_index]
+                targets, target_mask = windowing.window_targets(
+                    frame_targets, length=length, shift=shift, delay=delay, pad_end=pad_end
+                )
+            if feature_layer is not None:
+                values = np.asarray(feature_layer(frames[None]))[0].astype(np.float32)
+            else:
+                values = frames
+            windows, mask = windowing.frame_windows(
+                values, length=length, shift=shift, pad_end=pad_end
+            )
+            windows, mask = np.asarray(windows), np.asarray(mask).astype(bool)
+            for w in range(len(windows)):
+                inputs = {"inputs": windows[w], "mask": mask[w]}
+                if include_clip_index:
+                    inputs["clip_index"] = np.int32(clip_position)
+                if target == "label":
+                    yield inputs, np.int32(label)
+                elif target == "clip_targets":
+                    yield inputs, np.asarray(example.targets, np.float32).reshape(-1)
+                else:
+                    # Frames whose delayed target lies past the clip get weight 0.
+                    yield inputs, targets[w].astype(np.float32), target_mask[w].astype(np.float32)
+
+    element_inputs = {"inputs": input_spec, "mask": tf.TensorSpec((length,), tf.bool)}
+    if include_clip_index:
+        element_inputs["clip_index"] = tf.TensorSpec((), tf.int32)
+    dataset = tf.data.Dataset.from_generator(
+        generate, output_signature=(element_inputs, *label_specs)
+    )
+    if shuffle:
+        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)

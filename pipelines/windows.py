@@ -1,0 +1,528 @@
+"""Windows, masks, delays and clip aggregation, shared by the audio and video pipelines.
+
+An *item* is one step of a sequence: a sample for audio, a frame (or frame-feature
+vector) for video. A sequence ``[time, ...]`` is cut into windows of ``length`` items
+that start every ``shift`` items:
+
+* windows start at ``0, shift, 2 * shift, ...`` and stop after the first window that
+  reaches the end of the sequence, so no window is entirely padding;
+* with ``pad_end=True`` the last (or only) window is padded with ``pad_value`` and the
+  padded items are ``False`` in the mask; a sequence shorter than ``length`` gives one
+  padded window, an empty sequence gives none;
+* with ``pad_end=False`` only full windows are kept (``tf.signal.frame`` semantics).
+
+``frame_windows`` and ``window_targets`` accept NumPy arrays (and return NumPy) or
+TensorFlow tensors (and return tensors; graph mode and unknown length work, so they can
+be used inside ``tf.data.Dataset.map``). The TF version is built on ``tf.signal.frame``.
+
+Window order used everywhere here (``windows_for_clips``, ``stateful_layout``): clip 0's
+windows in time order, then clip 1's, and so on.
+
+>>> import numpy as np
+>>> windows, mask = frame_windows(np.arange(5), length=3, shift=2)
+>>> windows.tolist(), mask.tolist()
+([[0, 1, 2], [2, 3, 4]], [[True, True, True], [True, True, True]])
+"""
+
+from __future__ import annotations
+
+import numbers
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+
+from seqapps.errors import invalid_argument
+
+__all__ = [
+    "StatefulLayout",
+    "aggregate_clip_predictions",
+    "aggregate_clip_regression",
+    "frame_windows",
+    "n_windows",
+    "stateful_layout",
+    "window_targets",
+    "windows_for_clips",
+]
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _check_positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
+        raise invalid_argument(name, value, "a positive integer")
+    return int(value)
+
+
+def _check_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise invalid_argument(name, value, "an integer")
+    return int(value)
+
+
+def _is_tf_tensor(value) -> bool:
+    # A tensor can only exist once TensorFlow is imported, so the NumPy path never pays
+    # for importing it (decoder worker processes stay light).
+    if "tensorflow" not in sys.modules:
+        return False
+    import tensorflow as tf
+
+    return tf.is_tensor(value)
+
+
+def _check_sequence(name: str, sequence):
+    if _is_tf_tensor(sequence):
+        if sequence.shape.rank == 0:
+            raise invalid_argument(name, sequence, "a tensor of rank >= 1 ([time, ...])")
+        return sequence
+    array = np.asarray(sequence)
+    if array.ndim == 0:
+        raise invalid_argument(name, sequence, "an array of rank >= 1 ([time, ...])")
+    return array
+
+
+# --------------------------------------------------------------------------- counting
+
+
+def n_windows(n_items: int, *, length: int, shift: int, pad_end: bool = True) -> int:
+    """Number of windows ``frame_windows`` makes from ``n_items`` items.
+
+    With ``pad_end``: 0 for an empty sequence, else windows start every ``shift`` items
+    while they start inside the sequence and until one reaches its end, i.e.
+    ``min(ceil(n / shift), 1 + ceil(max(n - length, 0) / shift))``. Without: the
+    number of full windows, ``max(0, 1 + (n - length) // shift)``.
+
+    >>> n_windows(10, length=4, shift=2), n_windows(10, length=4, shift=2, pad_end=False)
+    (4, 4)
+    >>> n_windows(3, length=4, shift=1), n_windows(0, length=4, shift=1)
+    (1, 0)
+    """
+    length = _check_positive_int("length", length)
+    shift = _check_positive_int("shift", shift)
+    n_items = _check_int("n_items", n_items)
+    if n_items < 0:
+        raise invalid_argument("n_items", n_items, "a non-negative integer")
+    return _count_np(n_items, length, shift, pad_end)
+
+
+def _count_np(n: int, length: int, shift: int, pad_end: bool) -> int:
+    if not pad_end:
+        return max(0, 1 + (n - length) // shift) if n >= length else 0
+    if n == 0:
+        return 0
+    # -(-a // b) is ceil(a / b) for integers.
+    return min(-(-n // shift), 1 + -(-max(n - length, 0) // shift))
+
+
+def _count_tf(n, length: int, shift: int, pad_end: bool):
+    import tensorflow as tf
+
+    if not pad_end:
+        return tf.where(n >= length, 1 + (n - length) // shift, 0)
+    reach_end = 1 + (tf.maximum(n - length, 0) + shift - 1) // shift
+    start_inside = (n + shift - 1) // shift
+    return tf.minimum(start_inside, reach_end)
+
+
+# --------------------------------------------------------------------------- windows
+
+
+def frame_windows(sequence, *, length: int, shift: int, pad_end: bool = True, pad_value=0):
+    """Cut a sequence into windows of ``length`` items every ``shift`` items.
+
+    Args:
+        sequence: ``[time, ...]`` NumPy array or TF tensor (time may be unknown).
+        length: items per window (positive int).
+        shift: items between window starts (positive int).
+        pad_end: pad and keep the last, partial window (see the module docstring).
+        pad_value: value of padded items.
+
+    Returns:
+        ``(windows, mask)``: ``windows`` ``[n_windows, length, ...]`` of the input dtype,
+        ``mask`` bool ``[n_windows, length]``, ``True`` on real items. NumPy in, NumPy
+        out; tensor in, tensors out.
+
+    >>> import numpy as np
+    >>> windows, mask = frame_windows(np.arange(1, 6), length=4, shift=2)
+    >>> windows.tolist()
+    [[1, 2, 3, 4], [3, 4, 5, 0]]
+    >>> mask.tolist()
+    [[True, True, True, True], [True, True, True, False]]
+    """
+    length = _check_positive_int("length", length)
+    shift = _check_positive_int("shift", shift)
+    sequence = _check_sequence("sequence", sequence)
+    if _is_tf_tensor(sequence):
+        return _frame_tf(sequence, length, shift, bool(pad_end), pad_value)
+    return _frame_np(sequence, length, shift, bool(pad_end), pad_value)
+
+
+def _frame_np(sequence: np.ndarray, length: int, shift: int, pad_end: bool, pad_value):
+    n_items = sequence.shape[0]
+    count = _count_np(n_items, length, shift, pad_end)
+    starts = np.arange(count) * shift
+    positions = starts[:, None] + np.arange(length)[None, :]  # [n_windows, length]
+    mask = positions < n_items
+    needed = max(n_items, int(positions.max()) + 1 if count else 0)
+    padded = np.full((needed, *sequence.shape[1:]), pad_value, dtype=sequence.dtype)
+    padded[:n_items] = sequence
+    return padded[positions], mask
+
+
+def _frame_tf(sequence, length: int, shift: int, pad_end: bool, pad_value):
+    import tensorflow as tf
+
+    n_items = tf.shape(sequence)[0]
+    count = _count_tf(n_items, length, shift, pad_end)
+    # Pad so that exactly `count` windows fit, then let tf.signal.frame cut them.
+    needed = tf.maximum((count - 1) * shift + length, 0)
+    needed = tf.where(count > 0, needed, 0)
+    pad_rows = tf.maximum(needed - n_items, 0)
+    paddings = tf.concat(
+        [[[0, pad_rows]], tf.zeros([tf.rank(sequence) - 1, 2], dtype=pad_rows.dtype)], axis=0
+    )
+    padded = tf.pad(sequence, paddings, constant_values=tf.cast(pad_value, sequence.dtype))
+    padded = padded[:needed]
+    windows = tf.signal.frame(padded, length, shift, pad_end=False, axis=0)
+    windows = windows[:count]
+    if sequence.shape.rank is not None:  # dynamic padding hides the static trailing shape
+        windows.set_shape([None, length, *sequence.shape[1:]])
+    positions = tf.range(count)[:, None] * shift + tf.range(length)[None, :]
+    return windows, positions < n_items
+
+
+def window_targets(per_item_targets, *, length: int, shift: int, delay: int = 0,
+                   pad_end: bool = True):
+    """Window per-item regression targets with a delay ``d``: item n's target is y(n + d).
+
+    The windows have the same boundaries as ``frame_windows`` on a sequence of the same
+    length (boundaries depend only on the number of items, not on the delay). Items whose
+    ``n + d`` falls outside ``[0, time)`` (the last ``d`` items for ``d > 0``, the first
+    ``-d`` for ``d < 0``) and padded items are ``False`` in the mask and hold 0.
+
+    Args:
+        per_item_targets: ``[time]`` or ``[time, n_targets]`` (NumPy or TF tensor).
+        length, shift, pad_end: as in ``frame_windows``.
+        delay: integer d (may be negative: target from the past).
+
+    Returns:
+        ``(targets [n_windows, length, ...], mask bool [n_windows, length])``.
+
+    >>> import numpy as np
+    >>> targets, mask = window_targets(np.array([10., 11., 12., 13., 14.]),
+    ...                                length=3, shift=2, delay=1)
+    >>> targets.tolist()
+    [[11.0, 12.0, 13.0], [13.0, 14.0, 0.0]]
+    >>> mask.tolist()
+    [[True, True, True], [True, True, False]]
+    """
+    length = _check_positive_int("length", length)
+    shift = _check_positive_int("shift", shift)
+    delay = _check_int("delay", delay)
+    targets = _check_sequence("per_item_targets", per_item_targets)
+    if _is_tf_tensor(targets):
+        import tensorflow as tf
+
+        n_items = tf.shape(targets)[0]
+        index = tf.range(n_items) + delay
+        valid = (index >= 0) & (index < n_items)
+        shifted = tf.gather(targets, tf.clip_by_value(index, 0, tf.maximum(n_items - 1, 0)))
+        zero = tf.zeros_like(shifted)
+        shape = tf.concat([[n_items], tf.ones([tf.rank(targets) - 1], tf.int32)], axis=0)
+        shifted = tf.where(tf.reshape(valid, shape), shifted, zero)
+        windows, _ = _frame_tf(shifted, length, shift, pad_end, 0)
+        valid_windows, _ = _frame_tf(valid, length, shift, pad_end, False)
+        return windows, valid_windows
+    n_items = targets.shape[0]
+    index = np.arange(n_items) + delay
+    valid = (index >= 0) & (index < n_items)
+    shifted = np.zeros_like(targets)
+    shifted[valid] = targets[index[valid]]
+    windows, _ = _frame_np(shifted, length, shift, pad_end, 0)
+    valid_windows, _ = _frame_np(valid, length, shift, pad_end, False)
+    return windows, valid_windows
+
+
+def windows_for_clips(clips, labels=None, *, length: int, shift: int, pad_end: bool = True,
+                      pad_value=0, per_item_targets=None, delay: int = 0) -> dict:
+    """Windows from many clips, never crossing a clip boundary (NumPy).
+
+    Args:
+        clips: list of ``[time_i, ...]`` arrays with the same trailing shape and dtype.
+        labels: optional per-clip labels ``[n_clips, ...]`` (class ids or targets).
+        length, shift, pad_end, pad_value: as in ``frame_windows``.
+        per_item_targets: optional list of ``[time_i, ...]`` per-item targets, windowed
+            with ``window_targets`` (same ``delay`` for all clips).
+        delay: see ``window_targets``.
+
+    Returns:
+        dict of arrays, one row per window (clip 0's windows first):
+        ``windows [n, length, ...]``, ``mask bool [n, length]``, ``clip_index int32 [n]``,
+        ``window_index_in_clip int32 [n]``, ``is_first_window bool [n]``,
+        ``is_last_window bool [n]``, ``n_windows_per_clip int32 [n_clips]``; plus
+        ``labels [n, ...]`` when ``labels`` is given and ``targets [n, length, ...]``,
+        ``target_mask bool [n, length]`` when ``per_item_targets`` is given. A clip too
+        short for any window (empty, or shorter than ``length`` without ``pad_end``)
+        contributes no row.
+
+    >>> import numpy as np
+    >>> out = windows_for_clips([np.arange(3), np.arange(10, 15)], [0, 1], length=2, shift=2)
+    >>> out["windows"].tolist(), out["clip_index"].tolist()
+    ([[0, 1], [2, 0], [10, 11], [12, 13], [14, 0]], [0, 0, 1, 1, 1])
+    """
+    length = _check_positive_int("length", length)
+    shift = _check_positive_int("shift", shift)
+    clips = [np.asarray(clip) for clip in clips]
+    for i, clip in enumerate(clips):
+        if clip.ndim == 0 or clip.shape[1:] != clips[0].shape[1:]:
+            raise invalid_argument(
+                f"clips[{i}]", f"<array of shape {clip.shape}>",
+                f"an array [time, ...] with trailing shape {clips[0].shape[1:]} like clips[0]",
+            )
+    if labels is not None:
+        labels = np.asarray(labels)
+        if labels.ndim == 0 or labels.shape[0] != len(clips):
+            raise invalid_argument("labels", f"<{labels.shape[0] if labels.ndim else 0} "
+                                   "labels>", f"one label per clip ({len(clips)})")
+    if per_item_targets is not None and len(per_item_targets) != len(clips):
+        raise invalid_argument("per_item_targets", f"<{len(per_item_targets)} arrays>",
+                               f"one array per clip ({len(clips)})")
+
+    trailing = clips[0].shape[1:] if clips else ()
+    dtype = clips[0].dtype if clips else np.float32
+    windows, masks, targets, target_masks, counts = [], [], [], [], []
+    for i, clip in enumerate(clips):
+        w, m = _frame_np(clip, length, shift, pad_end, pad_value)
+        windows.append(w)
+        masks.append(m)
+        counts.append(len(w))
+        if per_item_targets is not None:
+            item_targets = np.asarray(per_item_targets[i])
+            if item_targets.shape[:1] != clip.shape[:1]:
+                raise invalid_argument(f"per_item_targets[{i}]",
+                                       f"<array of shape {item_targets.shape}>",
+                                       f"one target per item of clips[{i}] ({len(clip)})")
+            t, tm = window_targets(item_targets, length=length, shift=shift, delay=delay,
+                                   pad_end=pad_end)
+            targets.append(t)
+            target_masks.append(tm)
+
+    counts = np.asarray(counts, dtype=np.int32)
+    clip_index = np.repeat(np.arange(len(clips), dtype=np.int32), counts)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int32)
+    window_index_in_clip = (np.arange(len(clip_index)) - starts[clip_index]).astype(np.int32)
+    out = {
+        "windows": (np.concatenate(windows) if windows
+                    else np.zeros((0, length, *trailing), dtype)),
+        "mask": np.concatenate(masks) if masks else np.zeros((0, length), bool),
+        "clip_index": clip_index,
+        "window_index_in_clip": window_index_in_clip,
+        "is_first_window": window_index_in_clip == 0,
+        "is_last_window": window_index_in_clip == counts[clip_index] - 1,
+        "n_windows_per_clip": counts,
+    }
+    if labels is not None:
+        out["labels"] = labels[clip_index]
+    if per_item_targets is not None:
+        out["targets"] = np.concatenate(targets) if targets else np.zeros((0, length))
+        out["target_mask"] = (np.concatenate(target_masks) if target_masks
+                              else np.zeros((0, length), bool))
+    return out
+
+
+# --------------------------------------------------------------------------- aggregation
+
+
+def _check_clip_index(clip_index, n_rows: int, n_clips):
+    clip_index = np.asarray(clip_index)
+    if clip_index.ndim != 1 or clip_index.shape[0] != n_rows:
+        raise invalid_argument("clip_index", f"<array of shape {clip_index.shape}>",
+                               f"a 1-D array with one entry per window ({n_rows})")
+    if clip_index.size and (not np.issubdtype(clip_index.dtype, np.integer)
+                            or clip_index.min() < 0):
+        raise invalid_argument("clip_index", f"<array, min {clip_index.min()}>",
+                               "non-negative integers")
+    if n_clips is None:
+        n_clips = int(clip_index.max()) + 1 if clip_index.size else 0
+    n_clips = _check_int("n_clips", n_clips)
+    if n_clips < 0 or (clip_index.size and clip_index.max() >= n_clips):
+        raise invalid_argument("n_clips", n_clips, "greater than every clip_index")
+    return clip_index.astype(np.int64), n_clips
+
+
+def _clip_means(values: np.ndarray, clip_index: np.ndarray, n_clips: int) -> np.ndarray:
+    sums = np.zeros((n_clips, *values.shape[1:]), np.float64)
+    np.add.at(sums, clip_index, values)
+    counts = np.bincount(clip_index, minlength=n_clips).reshape(
+        (n_clips,) + (1,) * (values.ndim - 1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return sums / counts  # clips without windows: NaN (0 / 0)
+
+
+def aggregate_clip_predictions(window_predictions, clip_index, *, method: str = "mean",
+                               n_clips: int | None = None) -> np.ndarray:
+    """Combine per-window class probabilities into one row per clip.
+
+    Args:
+        window_predictions: ``[n_windows, n_classes]`` probabilities.
+        clip_index: ``[n_windows]`` clip of each window.
+        method: ``"mean"``: mean probability over the clip's windows; ``"vote"``: one-hot
+            row of the class most windows predict (argmax); a tie goes to the tied class
+            with the highest mean probability.
+        n_clips: number of clips (default ``max(clip_index) + 1``); a clip with no
+            window gets a row of NaN.
+
+    Returns:
+        float32 ``[n_clips, n_classes]``.
+
+    >>> import numpy as np
+    >>> p = np.array([[0.9, 0.1], [0.4, 0.6], [0.3, 0.7]])
+    >>> print(aggregate_clip_predictions(p, [0, 0, 1]))
+    [[0.65 0.35]
+     [0.3  0.7 ]]
+    >>> aggregate_clip_predictions(p, [0, 0, 1], method="vote").tolist()  # clip 0: a tie
+    [[1.0, 0.0], [0.0, 1.0]]
+    """
+    predictions = np.asarray(window_predictions, dtype=np.float64)
+    if predictions.ndim != 2:
+        raise invalid_argument("window_predictions", f"<array of shape {predictions.shape}>",
+                               "a 2-D array [n_windows, n_classes]")
+    if method not in ("mean", "vote"):
+        raise invalid_argument("method", method, 'one of "mean", "vote"')
+    clip_index, n_clips = _check_clip_index(clip_index, predictions.shape[0], n_clips)
+    means = _clip_means(predictions, clip_index, n_clips)
+    if method == "mean":
+        return means.astype(np.float32)
+    n_classes = predictions.shape[1]
+    votes = np.zeros((n_clips, n_classes))
+    np.add.at(votes, (clip_index, predictions.argmax(axis=1)), 1)
+    # Among the classes with the most votes, the highest mean probability wins.
+    tied = votes == votes.max(axis=1, keepdims=True)
+    winner = np.where(tied, means, -np.inf).argmax(axis=1)
+    out = np.eye(n_classes, dtype=np.float32)[winner]
+    out[np.isnan(means).all(axis=1)] = np.nan
+    return out
+
+
+def aggregate_clip_regression(values, clip_index, *, n_clips: int | None = None) -> np.ndarray:
+    """Mean of per-window values per clip.
+
+    Args:
+        values: ``[n_windows, ...]`` (e.g. ``[n_windows]`` or ``[n_windows, n_targets]``).
+        clip_index: ``[n_windows]``.
+        n_clips: as in ``aggregate_clip_predictions`` (empty clips give NaN).
+
+    Returns:
+        float32 ``[n_clips, ...]``.
+
+    >>> aggregate_clip_regression([1.0, 3.0, 10.0], [0, 0, 1]).tolist()
+    [2.0, 10.0]
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim == 0:
+        raise invalid_argument("values", values, "an array [n_windows, ...]")
+    clip_index, n_clips = _check_clip_index(clip_index, values.shape[0], n_clips)
+    return _clip_means(values, clip_index, n_clips).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- stateful
+
+
+@dataclass(frozen=True)
+class StatefulLayout:
+    """Windows arranged in ``batch_size`` streams for stateful training / streaming.
+
+    Row ``r`` of step ``t + 1`` continues row ``r`` of step ``t``: the clips assigned to
+    stream ``r`` are laid end to end along the steps.
+
+    Attributes:
+        window_index: int64 ``[n_steps, batch_size]``, global window index (the order of
+            ``windows_for_clips``), -1 on padding rows.
+        clip_index: int64 ``[n_steps, batch_size]``, -1 on padding rows.
+        reset: bool ``[n_steps, batch_size]``, True where a row starts a new clip (reset
+            the recurrent state before it).
+        valid: bool ``[n_steps, batch_size]``, False on padding rows after a stream ran
+            out (mask their loss; their state is never used again).
+        stream_of_clip: int64 ``[n_clips]``, the stream each clip went to (-1 for clips
+            with no window).
+    """
+
+    window_index: np.ndarray
+    clip_index: np.ndarray
+    reset: np.ndarray
+    valid: np.ndarray
+    stream_of_clip: np.ndarray
+
+    @property
+    def n_steps(self) -> int:
+        return int(self.window_index.shape[0])
+
+    def batches(self):
+        """The layout as a list of batches: one dict of ``[batch_size]`` rows per step."""
+        return [
+            {"window_index": self.window_index[t], "clip_index": self.clip_index[t],
+             "reset": self.reset[t], "valid": self.valid[t]}
+            for t in range(self.n_steps)
+        ]
+
+    def gather(self, per_window, pad_value=0) -> np.ndarray:
+        """Index a per-window array ``[n_windows, ...]`` -> ``[n_steps, batch_size, ...]``,
+        with ``pad_value`` on padding rows."""
+        per_window = np.asarray(per_window)
+        out = per_window[np.maximum(self.window_index, 0)]
+        out[~self.valid] = pad_value
+        return out
+
+
+def stateful_layout(n_windows_per_clip, *, batch_size: int) -> StatefulLayout:
+    """Lay clips end to end in ``batch_size`` streams so state can carry across batches.
+
+    Clips go, longest first, to the stream with the fewest windows so far (ties: the
+    lowest stream), which keeps stream lengths balanced (LPT scheduling); within a stream
+    the clips keep their original order. Clips with no windows are left out.
+
+    Args:
+        n_windows_per_clip: windows per clip (non-negative ints), in the order of
+            ``windows_for_clips`` (its ``n_windows_per_clip`` output fits).
+        batch_size: number of streams (positive int).
+
+    Returns:
+        ``StatefulLayout``; ``n_steps`` is the longest stream.
+
+    >>> layout = stateful_layout([3, 1, 2], batch_size=2)
+    >>> layout.window_index.tolist()
+    [[0, 3], [1, 4], [2, 5]]
+    >>> layout.reset.tolist()
+    [[True, True], [False, True], [False, False]]
+    """
+    batch_size = _check_positive_int("batch_size", batch_size)
+    counts = np.asarray(n_windows_per_clip)
+    if counts.ndim != 1 or (counts.size and (not np.issubdtype(counts.dtype, np.integer)
+                                             or counts.min() < 0)):
+        raise invalid_argument("n_windows_per_clip", n_windows_per_clip,
+                               "a list of non-negative integers")
+    counts = counts.astype(np.int64)
+    offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+
+    stream_of_clip = np.full(len(counts), -1, np.int64)
+    stream_length = np.zeros(batch_size, np.int64)
+    for clip in sorted(np.flatnonzero(counts), key=lambda c: (-counts[c], c)):
+        stream = int(np.argmin(stream_length))  # argmin takes the lowest index on ties
+        stream_of_clip[clip] = stream
+        stream_length[stream] += counts[clip]
+
+    n_steps = int(stream_length.max()) if len(counts) else 0
+    window_index = np.full((n_steps, batch_size), -1, np.int64)
+    clip_index = np.full((n_steps, batch_size), -1, np.int64)
+    reset = np.zeros((n_steps, batch_size), bool)
+    for stream in range(batch_size):
+        step = 0
+        for clip in np.flatnonzero(stream_of_clip == stream):
+            n = counts[clip]
+            window_index[step:step + n, stream] = offsets[clip] + np.arange(n)
+            clip_index[step:step + n, stream] = clip
+            reset[step, stream] = True
+            step += n
+    return StatefulLayout(window_index=window_index, clip_index=clip_index, reset=reset,
+                          valid=window_index >= 0, stream_of_clip=stream_of_clip)

@@ -1,0 +1,191 @@
+"""The `seqapps` command line: thin; parses, calls library functions, prints.
+
+A user's mistake (missing folder, no media found, unknown value, a run without a
+model) is one line on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+EXAMPLES = {
+    "train": "seqapps train audio data/words --run-dir runs/words --epochs 20",
+    "evaluate": "seqapps evaluate runs/words data/held_out --json",
+    "predict": "seqapps predict runs/words clip1.wav clip2.wav --json",
+    "export": "seqapps export runs/words --name words --base-dir saved_models",
+    "diagnose": "seqapps diagnose runs/words --data data/words --out runs/words/diagnose",
+    "demo": "seqapps demo --out demo_out",
+}
+
+
+def _train(args) -> int:
+    from seqapps.cli.train import train_run
+
+    metrics = train_run(
+        args.kind, run_dir=args.run_dir, data_dir=args.data_dir, manifest=args.manifest, task=args.task,
+        epochs=args.epochs, config_file=args.config, strict=args.strict, target_columns=args.target_columns,
+        verbose=1 if sys.stdout.isatty() else 2,
+    )
+    shown = metrics.get("test", metrics["val"])
+    name = "test" if "test" in metrics else "validation"
+    keys = ("accuracy", "macro_f1") if "accuracy" in shown else ("mae", "rmse", "r2")
+    print(f"{name}: " + ", ".join(f"{k}={shown[k]:.4f}" for k in keys) + f" (n={shown['n']}); run folder: {args.run_dir}")
+    return 0
+
+
+def _evaluate(args) -> int:
+    from seqapps.cli.evaluate import evaluate_run
+
+    metrics = evaluate_run(args.run_dir, data_dir=args.data_dir, manifest=args.manifest, strict=args.strict)
+    if args.json:
+        print(json.dumps(metrics))
+        return 0
+    if "accuracy" in metrics:
+        print(f"accuracy {metrics['accuracy']:.4f}  macro F1 {metrics['macro_f1']:.4f}  (n={metrics['n']})")
+        for name, row in metrics["per_class"].items():
+            print(f"  {name:>16}: precision {row['precision']:.3f} recall {row['recall']:.3f} "
+                  f"f1 {row['f1-score']:.3f} support {int(row['support'])}")
+        print("confusion matrix (rows true, columns predicted):")
+        for row in metrics["confusion_matrix"]:
+            print("  " + " ".join(f"{v:4d}" for v in row))
+    else:
+        print(f"MAE {metrics['mae']:.4f}  RMSE {metrics['rmse']:.4f}  R^2 {metrics['r2']:.4f}  (n={metrics['n']})")
+    for skipped in metrics["skipped_files"]:
+        print(f"skipped {skipped['path']}: {skipped['reason']}", file=sys.stderr)
+    return 0
+
+
+def _predict(args) -> int:
+    from seqapps.cli.evaluate import predict_files
+
+    failures = 0
+    for result in predict_files(args.model, args.files, windows=args.windows):
+        if args.json:
+            print(json.dumps(result))
+        elif "error" in result:
+            print(f"{result['file']}\terror: {result['error']}")
+        elif "label" in result:
+            print(f"{result['file']}\t{result['label']}\t{result['probability']:.4f}")
+            for i, window in enumerate(result.get("windows", [])):
+                print(f"  window {i}: " + " ".join(f"{v:.3f}" for v in window))
+        else:
+            print(f"{result['file']}\t" + " ".join(f"{v:.4f}" for v in result["values"]))
+        failures += "error" in result
+    return 1 if failures else 0
+
+
+def _export(args) -> int:
+    from seqapps.export import export_run
+
+    path = export_run(args.run_dir, base_dir=args.base_dir, name=args.name, version=args.version)
+    print(f"exported {path}")
+    return 0
+
+
+def _diagnose(args) -> int:
+    from seqapps.cli.diagnose import diagnose_run
+
+    summary = diagnose_run(args.run_dir, config_file=args.config, data_dir=args.data, out_dir=args.out)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _demo(args) -> int:
+    from seqapps.cli.demo import run_demo
+
+    run_demo(args.out, epochs=args.epochs)
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="seqapps", description="Learn from audio and video sequences with a plain recurrent layer.",
+        epilog="examples:\n  " + "\n  ".join(EXAMPLES.values()), formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name, help_text):
+        sub = commands.add_parser(name, help=help_text, description=help_text,
+                                  epilog=f"example:\n  {EXAMPLES[name]}",
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+        return sub
+
+    train = command("train", "train a classifier or regressor on a folder or manifest of media files")
+    train.add_argument("kind", choices=["audio", "video"])
+    train.add_argument("data_dir", nargs="?", help="folder with one sub-folder per class")
+    train.add_argument("--manifest", help="CSV with columns path,label[,group][,split]")
+    train.add_argument("--run-dir", required=True, help="folder for the model, metrics and plots")
+    train.add_argument("--task", choices=["classify", "regress"], default="classify")
+    train.add_argument("--target-columns", nargs="+", help="regression: manifest columns holding the targets")
+    train.add_argument("--epochs", type=_positive_int)
+    train.add_argument("--config", help="JSON file of settings (see README, 'Settings')")
+    train.add_argument("--strict", action="store_true", help="a broken input file is an error naming it")
+    train.set_defaults(run=_train)
+
+    evaluate = command("evaluate", "metrics of a trained run on held-out files")
+    evaluate.add_argument("run_dir")
+    evaluate.add_argument("data_dir", nargs="?")
+    evaluate.add_argument("--manifest")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluate.add_argument("--strict", action="store_true")
+    evaluate.set_defaults(run=_evaluate)
+
+    predict = command("predict", "label (or values) for each file, from a run or a SavedModel")
+    predict.add_argument("model", help="run folder, or SavedModel folder (NAME or NAME/VERSION)")
+    predict.add_argument("files", nargs="+")
+    predict.add_argument("--windows", action="store_true", help="also show per-window results")
+    predict.add_argument("--json", action="store_true", help="one JSON object per line")
+    predict.set_defaults(run=_predict)
+
+    export = command("export", "write a versioned SavedModel for TF Serving, atomically")
+    export.add_argument("run_dir")
+    export.add_argument("--name", required=True)
+    export.add_argument("--base-dir", default="saved_models")
+    export.add_argument("--version", type=_positive_int)
+    export.set_defaults(run=_export)
+
+    diagnose = command("diagnose", "gradient norms through time and W_s spectra of a model")
+    diagnose.add_argument("run_dir", nargs="?", help="a trained run (or use --config for an untrained model)")
+    diagnose.add_argument("--config", help="JSON settings of an untrained model to inspect")
+    diagnose.add_argument("--data", help="data folder for the batch (default: the run's validation split)")
+    diagnose.add_argument("--out", default="diagnose_out")
+    diagnose.set_defaults(run=_diagnose)
+
+    demo = command("demo", "make synthetic audio and video sets, train, evaluate and export both")
+    demo.add_argument("--out", default="demo_out")
+    demo.add_argument("--epochs", type=_positive_int)
+    demo.set_defaults(run=_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from seqapps.errors import SeqappsError
+
+    args = build_parser().parse_args(argv)
+    if args.command in ("train", "evaluate") and args.data_dir is None and args.manifest is None:
+        print(f"seqapps {args.command}: error: give DATA_DIR or --manifest CSV", file=sys.stderr)
+        return 2
+    try:
+        return args.run(args)
+    except (SeqappsError, FileNotFoundError, NotADirectoryError) as err:
+        print(f"seqapps {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"seqapps {args.command}: interrupted", file=sys.stderr)
+        return 130

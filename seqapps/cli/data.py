@@ -1,0 +1,170 @@
+"""Data for the command line: sources, frontends, datasets and clip-level predictions.
+
+The one place where seqapps (models) and pipelines (data) meet, per data kind:
+  audio: waveforms are cached by pipelines.audio; the model's LogMelSpectrogram
+         frontend turns windows into features inside the graph.
+  video: frame features are computed once by the model's frame-feature frontend and
+         cached as SequenceExamples (pipelines.frame_cache); training reads them back
+         as {"features": ...}, and the exported model keeps the frontend for raw frames.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from pipelines import sources
+from pipelines.report import BadInputReport
+from seqapps.cli.settings import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS
+from seqapps.errors import ConfigError
+
+
+def load_source(kind: str, *, data_dir=None, manifest=None, task="classify", target_columns=None,
+                report: BadInputReport) -> sources.DataSource:
+    """A folder with one sub-folder per class, or a CSV manifest."""
+    if (data_dir is None) == (manifest is None):
+        raise ConfigError("give exactly one of DATA_DIR or --manifest CSV")
+    if manifest is not None:
+        return sources.from_manifest(manifest, task=task, target_columns=target_columns, report=report)
+    if task != "classify":
+        raise ConfigError("regression needs a --manifest CSV with numeric targets (a folder gives classes)")
+    extensions = AUDIO_EXTENSIONS if kind == "audio" else VIDEO_EXTENSIONS
+    return sources.from_directory(data_dir, extensions=extensions, report=report, kind=kind)
+
+
+# --------------------------------------------------------------------------- frontends
+def make_frontend(kind: str, data: dict):
+    """The in-graph frontend for raw input of `kind`, and the raw input shape."""
+    if kind == "audio":
+        from seqapps.layers.audio_frontends import LogMelSpectrogram
+
+        frontend = LogMelSpectrogram(
+            sample_rate=data["sample_rate"],
+            n_fft=data["n_fft"],
+            hop_length=data["hop_length"],
+            n_mels=data["n_mels"],
+        )
+        window = int(round(data["window_seconds"] * data["sample_rate"]))
+        return frontend, (window,)
+    from seqapps.layers.video_frontends import (
+        ColorHistogram,
+        FrameFeatures,
+        FrameMotion,
+        FramePixels,
+    )
+
+    makers = {
+        "pixels": lambda: FramePixels(size=tuple(data["pixel_size"])),
+        "motion": lambda: FrameMotion(grid=(2, 2)),
+        "histogram": lambda: ColorHistogram(bins=8),
+    }
+    unknown = [name for name in data["features"] if name not in makers]
+    if unknown or not data["features"]:
+        raise ConfigError(
+            f"`data.features` must be a non-empty list drawn from {sorted(makers)}. Received: {data['features']!r}"
+        )
+    parts = [makers[name]() for name in data["features"]]
+    frontend = parts[0] if len(parts) == 1 else FrameFeatures(parts)
+    height, width = data["size"]
+    return frontend, (None, height, width, 3)
+
+
+def preprocessing_config(kind: str, data: dict) -> dict:
+    """What a client must do before calling the model: the export's preprocessing.json."""
+    if kind == "audio":
+        rate = data["sample_rate"]
+        return {
+            "kind": "audio",
+            "sample_rate": rate,
+            "window_samples": int(round(data["window_seconds"] * rate)),
+            "hop_samples": int(round(data["hop_seconds"] * rate)),
+        }
+    return {
+        "kind": "video",
+        "fps": data["fps"],
+        "size": list(data["size"]),
+        "window_frames": data["window_frames"],
+        "hop_frames": data["hop_frames"],
+    }
+
+
+# --------------------------------------------------------------------------- datasets
+def _rename_inputs_to_features(inputs, *rest):
+    renamed = {"features": inputs["inputs"], "mask": inputs["mask"]}
+    if "clip_index" in inputs:
+        renamed["clip_index"] = inputs["clip_index"]
+    return (renamed, *rest)
+
+
+def make_dataset(kind: str, source, indices, *, data: dict, frontend, batch_size: int, shuffle: bool,
+                 seed: int, cache_dir: str | os.PathLike, report: BadInputReport,
+                 with_clip_index: bool = False) -> tf.data.Dataset:
+    """Batches of ({"inputs"|"features", "mask"[, "clip_index"]}, targets) for one split."""
+    if kind == "audio":
+        from pipelines.audio import audio_dataset
+
+        return audio_dataset(
+            source, indices, sample_rate=data["sample_rate"], window_seconds=data["window_seconds"],
+            hop_seconds=data["hop_seconds"], batch_size=batch_size, shuffle=shuffle, seed=seed,
+            cache_dir=cache_dir, report=report, with_clip_index=with_clip_index,
+        )
+    from pipelines.frame_cache import read_frame_cache, write_frame_cache
+
+    folder = write_frame_cache(
+        source, indices, Path(cache_dir), feature_layer=frontend, fps=data["fps"], size=tuple(data["size"]),
+        report=report,
+    )
+    dataset = read_frame_cache(
+        folder, length=data["window_frames"], shift=data["hop_frames"], batch_size=batch_size,
+        target="label" if source.task == "classify" else "clip_targets", shuffle=shuffle, seed=seed,
+        include_clip_index=with_clip_index,
+    )
+    return dataset.map(_rename_inputs_to_features)
+
+
+def clip_predictions(model, dataset: tf.data.Dataset, n_clips_hint: int | None = None):
+    """Window predictions aggregated per clip (mean of probabilities / values).
+
+    Returns (clip_ids in order of first appearance, clip predictions, clip targets).
+    """
+    from pipelines.windows import aggregate_clip_predictions, aggregate_clip_regression
+
+    predictions, clip_index, targets = [], [], []
+    for inputs, y, *_ in dataset:
+        clip = inputs.pop("clip_index")
+        predictions.append(model(inputs, training=False).numpy())
+        clip_index.append(np.asarray(clip))
+        targets.append(np.asarray(y))
+    if not predictions:
+        raise ConfigError("no windows to evaluate: every file was skipped (see the bad-input report)")
+    predictions = np.concatenate(predictions)
+    clip_index = np.concatenate(clip_index).astype(np.int64)
+    targets = np.concatenate(targets)
+    clips, dense = np.unique(clip_index, return_inverse=True)
+    if predictions.ndim == 2 and getattr(model, "num_classes", None):
+        per_clip = aggregate_clip_predictions(predictions, dense, n_clips=len(clips))
+    else:
+        per_clip = aggregate_clip_regression(predictions, dense, n_clips=len(clips))
+    first = np.array([np.flatnonzero(dense == c)[0] for c in range(len(clips))])
+    return clips, per_clip, targets[first]
+
+
+def decode_file(kind: str, path: str, data: dict) -> np.ndarray:
+    """Raw input of one file for prediction: waveform [samples] or frames [time, h, w, 3]."""
+    if kind == "audio":
+        from pipelines.audio import load_audio
+
+        return load_audio(path, sample_rate=data["sample_rate"])
+    from pipelines.video import read_clip
+
+    return read_clip(path, fps=data["fps"], size=tuple(data["size"]))
+
+
+def window_raw(raw: np.ndarray, *, length: int, shift: int):
+    """Windows and masks of one decoded file along its first axis."""
+    from pipelines.windows import frame_windows
+
+    return frame_windows(raw, length=length, shift=shift)

@@ -1,0 +1,147 @@
+"""The seqapps command line end to end on small generated data (real files)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from seqapps.cli import main
+
+TINY = {"model": {"units": 8}, "training": {"batch_size": 16, "learning_rate": 0.01, "patience": 50}}
+
+
+def _run(*args, timeout=600):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    return subprocess.run([sys.executable, "-m", "seqapps", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+@pytest.fixture(scope="module")
+def audio_set(tmp_path_factory):
+    from pipelines.synthetic_audio import write_synthetic_audio
+
+    folder = tmp_path_factory.mktemp("audio")
+    write_synthetic_audio(folder, n_per_class=6, seconds=0.5, seed=1)
+    config = folder.parent / "tiny.json"
+    config.write_text(json.dumps(TINY))
+    return folder, config
+
+
+@pytest.fixture(scope="module")
+def trained_run(audio_set, tmp_path_factory):
+    folder, config = audio_set
+    run_dir = tmp_path_factory.mktemp("run")
+    result = _run("train", "audio", folder, "--run-dir", run_dir, "--epochs", 2, "--config", config)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "test: accuracy=" in result.stdout
+    return run_dir
+
+
+def test_train_writes_every_run_file(trained_run):
+    for name in ("model.keras", "config.json", "labels.json", "split.csv", "bad_inputs.json", "metrics.json",
+                 "history.json", "curves.png", "confusion_matrix.png"):
+        assert (trained_run / name).is_file(), name
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    assert {"val", "test", "data"} <= set(metrics)
+    assert 0.0 <= metrics["val"]["accuracy"] <= 1.0
+    history = json.loads((trained_run / "history.json").read_text())
+    assert len(history["loss"]) == 2
+    labels = json.loads((trained_run / "labels.json").read_text())
+    assert labels == sorted(labels) and len(labels) == 5
+
+
+def test_evaluate_json_is_one_object(trained_run, audio_set):
+    result = _run("evaluate", trained_run, audio_set[0], "--json")
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    assert len(lines) == 1
+    metrics = json.loads(lines[0])
+    assert {"accuracy", "macro_f1", "n"} <= set(metrics)
+    assert metrics["n"] == 30
+
+
+def test_predict_one_line_per_file(trained_run, audio_set):
+    files = sorted(audio_set[0].rglob("*.wav"))[:3]
+    result = _run("predict", trained_run, *files)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 3
+    labels = json.loads((trained_run / "labels.json").read_text())
+    for line, file in zip(lines, files, strict=True):
+        name, label, probability = line.split("\t")
+        assert name == str(file) and label in labels and 0 < float(probability) <= 1
+    as_json = _run("predict", trained_run, files[0], "--json", "--windows")
+    record = json.loads(as_json.stdout.strip())
+    assert abs(sum(record["probabilities"].values()) - 1) < 1e-4
+    assert len(record["windows"]) >= 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "audio", "/no/such/folder", "--run-dir", "/tmp/x"], "/no/such/folder"),
+        (["evaluate", "/no/such/run", "/tmp"], "/no/such/run"),
+        (["train", "audio", "--run-dir", "/tmp/x"], "DATA_DIR or --manifest"),
+    ],
+)
+def test_user_mistakes_are_one_line_and_exit_2(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err and "Traceback" not in err
+
+
+def test_run_folder_without_model_and_empty_data_folder(tmp_path, capsys):
+    (tmp_path / "empty_run").mkdir()
+    assert main(["predict", str(tmp_path / "empty_run"), "x.wav"]) == 2
+    assert "model.keras is missing" in capsys.readouterr().err
+    (tmp_path / "data" / "cls").mkdir(parents=True)
+    (tmp_path / "data" / "cls" / "notes.txt").write_text("no audio here")
+    assert main(["train", "audio", str(tmp_path / "data"), "--run-dir", str(tmp_path / "r")]) == 2
+    assert "no audio files" in capsys.readouterr().err
+
+
+def test_unknown_flag_value_exits_2(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "sound", "data", "--run-dir", "r"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'sound'" in capsys.readouterr().err
+
+
+def test_every_command_has_help_with_an_example(capsys):
+    for command in ("train", "evaluate", "predict", "export", "diagnose", "demo"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        out = capsys.readouterr().out
+        assert "example:" in out and f"seqapps {command}" in out
+
+
+def test_killed_training_resumes_from_last_epoch(audio_set, tmp_path):
+    folder, config = audio_set
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    command = [sys.executable, "-m", "seqapps", "train", "audio", str(folder), "--run-dir", str(run_dir),
+               "--epochs", "40", "--config", str(config)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    history = run_dir / "history.csv"
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if history.exists() and len(history.read_text().strip().splitlines()) >= 4:  # header + 3 epochs
+            break
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done_before = len(history.read_text().strip().splitlines()) - 1
+    assert 3 <= done_before < 40
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    epochs = [int(line.split()[1].split("/")[0]) for line in result.stdout.splitlines() if line.startswith("Epoch ")]
+    assert epochs[0] >= done_before, epochs[:3]  # resumed, not restarted
+    assert epochs[-1] == 40
+    assert len(json.loads((run_dir / "history.json").read_text())["loss"]) >= 40
