@@ -333,7 +333,12 @@ def _hold_out(indices: np.ndarray, groups: np.ndarray, labels: np.ndarray | None
 
     if labels is not None:
         # Hold out one fold of round(1 / fraction); the folds keep class proportions.
-        n_splits = min(n_groups, max(2, round(1 / fraction)))
+        # sklearn refuses more folds than the largest class has members: cap there.
+        largest_class = int(np.unique(labels[indices], return_counts=True)[1].max())
+        n_splits = min(n_groups, largest_class, max(2, round(1 / fraction)))
+    if labels is not None and n_splits < 2:
+        labels = None
+    if labels is not None:
         splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
         with warnings.catch_warnings():  # "least populated class has only N members"
             warnings.simplefilter("ignore", UserWarning)

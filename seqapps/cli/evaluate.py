@@ -49,10 +49,18 @@ class _RunPredictor:
         self.shift = pre["hop_samples"] if self.kind == "audio" else pre["hop_frames"]
 
     def __call__(self, raw):
-        windows, mask = cli_data.window_raw(raw, length=self.length, shift=self.shift)
+        if self.kind == "video":
+            # As in training: frame features over the whole clip (motion needs the frame
+            # before each window), then windows of features.
+            features = self.model.frontend(raw[np.newaxis], training=False).numpy()[0]
+            windows, mask = cli_data.window_raw(features, length=self.length, shift=self.shift)
+            inputs = {"features": windows, "mask": mask}
+        else:
+            windows, mask = cli_data.window_raw(raw, length=self.length, shift=self.shift)
+            inputs = {"inputs": windows, "mask": mask}
         if len(windows) == 0:
             raise ValueError("too short for one window")
-        per_window = self.model({"inputs": windows, "mask": mask}, training=False).numpy()
+        per_window = self.model(inputs, training=False).numpy()
         return per_window.mean(0), per_window
 
 
@@ -82,7 +90,9 @@ def make_predictor(model_path):
     versions = sorted((p for p in path.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
     if versions and (versions[-1] / "saved_model.pb").is_file():
         return _SavedModelPredictor(versions[-1])
-    raise ConfigError(f"{path} is neither a run folder (model.keras) nor a SavedModel (saved_model.pb)")
+    raise ConfigError(
+        f"{path} holds no trained model (model.keras is missing) and no SavedModel (saved_model.pb)"
+    )
 
 
 def predict_files(model_path, files, *, windows=False):

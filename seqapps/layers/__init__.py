@@ -1,6 +1,44 @@
-"""Keras layers of seqapps: the Recurrent layer, its initializers and the frontends."""
+"""Keras layers of seqapps: the Recurrent layer, its initializers and the frontends.
 
+Importing this package registers every layer for .keras loading under "seqapps".
+"""
+
+from seqapps.layers.audio_frontends import (
+    MFCC,
+    LogMelSpectrogram,
+    SpecAugment,
+    TrimSilence,
+    UtteranceNormalization,
+    WaveAugment,
+)
 from seqapps.layers.initializers import SpectralRadius
+from seqapps.layers.normalization import FeatureNormalization
 from seqapps.layers.recurrent import Recurrent
+from seqapps.layers.video_frontends import (
+    ColorHistogram,
+    FrameEmbedder,
+    FrameFeatures,
+    FrameMotion,
+    FramePixels,
+    image_backbone,
+    small_cnn,
+)
 
-__all__ = ["Recurrent", "SpectralRadius"]
+__all__ = [
+    "Recurrent",
+    "SpectralRadius",
+    "FeatureNormalization",
+    "LogMelSpectrogram",
+    "MFCC",
+    "TrimSilence",
+    "UtteranceNormalization",
+    "SpecAugment",
+    "WaveAugment",
+    "FramePixels",
+    "ColorHistogram",
+    "FrameMotion",
+    "FrameEmbedder",
+    "FrameFeatures",
+    "image_backbone",
+    "small_cnn",
+]

@@ -324,3 +324,12 @@ def test_write_and_read_split_errors(tmp_path):
         read_split(no_split)
     with pytest.raises(ConfigError, match="split file .*gone.csv does not exist"):
         read_split(tmp_path / "gone.csv")
+
+
+def test_split_of_a_small_folder_with_few_examples_per_class():
+    """6 examples per class and no groups: fewer members than round(1 / 0.15) folds."""
+    examples = [Example(f"/{c}{i}.wav", c, None, None, None) for c in "abcde" for i in range(6)]
+    split = split_examples(DataSource(examples, list("abcde"), None, "classify"), seed=0)
+    assert sorted(sum(split.values(), [])) == list(range(30))
+    assert split["val"] and split["test"]
+    assert {examples[i].label for i in split["train"]} == set("abcde")
