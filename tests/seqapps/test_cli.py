@@ -145,3 +145,18 @@ def test_killed_training_resumes_from_last_epoch(audio_set, tmp_path):
     assert epochs[0] >= done_before, epochs[:3]  # resumed, not restarted
     assert epochs[-1] == 40
     assert len(json.loads((run_dir / "history.json").read_text())["loss"]) >= 40
+
+
+def test_diagnose_trained_run_and_untrained_config(trained_run, tmp_path):
+    result = _run("diagnose", trained_run, "--out", tmp_path / "trained")
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads((tmp_path / "trained" / "gradient_report.json").read_text())
+    layer = report["layers"][0]
+    assert len(layer["gradient_norms"]) == layer["steps"] > 1
+    assert (tmp_path / "trained" / "gradient_norms.png").read_bytes()[:4] == b"\x89PNG"
+    config = tmp_path / "untrained.json"
+    config.write_text(json.dumps({"kind": "audio", "num_classes": 3, "model": {"units": 8, "num_layers": 2}}))
+    result = _run("diagnose", "--config", config, "--out", tmp_path / "untrained")
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads(result.stdout[result.stdout.index("{"):])
+    assert set(summary["layers"]) == {"recurrent_0", "recurrent_1"}
