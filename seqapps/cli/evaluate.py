@@ -70,13 +70,14 @@ class _SavedModelPredictor:
     def __init__(self, folder):
         from seqapps.export import load_exported
 
-        self.signature, self.preprocessing, self.labels = load_exported(folder)
-        self.kind = self.preprocessing["kind"]
-        self.data = self.preprocessing
+        self.exported = load_exported(folder)
+        self.data = dict(self.exported.preprocessing)
+        self.kind = self.data["kind"]
+        self.labels = list(self.exported.labels or []) or None
 
     def __call__(self, raw):
-        outputs = self.signature(raw[np.newaxis])
-        values = outputs.get("probabilities", outputs.get("predictions"))
+        outputs = self.exported(raw[np.newaxis])
+        values = outputs["probabilities"] if "probabilities" in outputs else outputs["predictions"]
         return np.asarray(values)[0], None
 
 

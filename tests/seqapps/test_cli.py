@@ -160,3 +160,19 @@ def test_diagnose_trained_run_and_untrained_config(trained_run, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads(result.stdout[result.stdout.index("{"):])
     assert set(summary["layers"]) == {"recurrent_0", "recurrent_1"}
+
+
+def test_export_then_predict_from_savedmodel_matches_run(trained_run, audio_set, tmp_path):
+    result = _run("export", trained_run, "--name", "words", "--base-dir", tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "words" / "1" / "saved_model.pb").is_file()
+    files = sorted(audio_set[0].rglob("*.wav"))[:2]
+    from_run = _run("predict", trained_run, *files, "--json")
+    from_export = _run("predict", tmp_path / "words", *files, "--json")
+    assert from_export.returncode == 0, from_export.stderr[-2000:]
+    for a, b in zip(from_run.stdout.splitlines(), from_export.stdout.splitlines(), strict=True):
+        a, b = json.loads(a), json.loads(b)
+        assert a["label"] == b["label"]
+        assert abs(a["probability"] - b["probability"]) < 1e-4
+    again = _run("export", trained_run, "--name", "words", "--base-dir", tmp_path, "--version", 1)
+    assert again.returncode == 2 and "exists" in again.stderr
