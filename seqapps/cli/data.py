@@ -57,9 +57,11 @@ def make_frontend(kind: str, data: dict):
     )
 
     makers = {
-        "pixels": lambda: FramePixels(size=tuple(data["pixel_size"])),
+        "pixels": lambda: FramePixels(size=tuple(data["pixel_size"]), grayscale=data["grayscale"],
+                                      normalization=data["pixel_normalization"]),
         "motion": lambda: FrameMotion(grid=(2, 2)),
         "histogram": lambda: ColorHistogram(bins=8),
+        "difference": lambda: FrameDifference(size=tuple(data["pixel_size"])),
     }
     unknown = [name for name in data["features"] if name not in makers]
     if unknown or not data["features"]:

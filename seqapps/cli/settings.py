@@ -40,6 +40,8 @@ DEFAULTS = {
             "hop_frames": 12,
             "features": ["pixels", "motion"],
             "pixel_size": [8, 8],
+            "grayscale": True,
+            "pixel_normalization": "standardize",
         },
     },
     "common": {

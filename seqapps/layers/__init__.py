@@ -16,6 +16,7 @@ from seqapps.layers.normalization import FeatureNormalization
 from seqapps.layers.recurrent import Recurrent
 from seqapps.layers.video_frontends import (
     ColorHistogram,
+    FrameDifference,
     FrameEmbedder,
     FrameFeatures,
     FrameMotion,
@@ -36,6 +37,7 @@ __all__ = [
     "WaveAugment",
     "FramePixels",
     "ColorHistogram",
+    "FrameDifference",
     "FrameMotion",
     "FrameEmbedder",
     "FrameFeatures",

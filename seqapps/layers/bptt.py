@@ -21,6 +21,14 @@ gradient of an output never reaches an input more than k steps before it.
 
 Everything here is time-major ([time, batch, units]) because the loop indexes time.
 
+Speed (measured in benchmarks/recurrent.py, see README): on CPU a step is one small
+matrix product, so what a step costs besides it matters. The loops are written out in
+the graph for sequences of known length up to _FULL_UNROLL_MAX steps, and otherwise run
+as a tf.while_loop whose body holds _UNROLL steps (each loop iteration has a fixed cost in
+control-flow ops). The backward step is an add, one fused activation-gradient op
+(TanhGrad, SigmoidGrad, ReluGrad) and the product with W_s^T; for a layer that returns
+only its final state, the add goes too.
+
 >>> import tensorflow as tf
 >>> x = tf.ones([3, 1, 1])           # time-major: 3 steps, batch 1, 1 feature
 >>> states = recurrence(x, tf.ones([1, 1]), tf.constant([[0.5]]), tf.zeros([1]),
@@ -46,6 +54,17 @@ _DERIVATIVE_FROM_OUTPUT: dict[Callable, Callable] = {
 }
 
 
+# dLoss/da(n) = G(n) * phi'(a(n)) as one TF op from s(n) = phi(a(n)) and G(n): the same
+# kernels TF's own gradients use. Inside the time loop this costs one op per step and
+# needs no [time, batch, units] derivative tensor.
+_FUSED_BACKWARD: dict[Callable, Callable] = {
+    keras.activations.tanh: lambda s, g: tf.raw_ops.TanhGrad(y=s, dy=g),
+    keras.activations.sigmoid: lambda s, g: tf.raw_ops.SigmoidGrad(y=s, dy=g),
+    keras.activations.relu: lambda s, g: tf.raw_ops.ReluGrad(gradients=g, features=s),
+    keras.activations.linear: lambda s, g: g,
+}
+
+
 def resolve_activation(activation) -> Callable:
     """The Keras activation function for a name, callable or None (linear)."""
     if activation is None:
@@ -67,21 +86,147 @@ def activation_derivative(phi: Callable, pre_activation: tf.Tensor, states: tf.T
     return tape.gradient(y, pre_activation)
 
 
+# Steps per iteration of the time loops. A tf.while_loop iteration costs several
+# control-flow ops per loop variable; unrolling pays that once per chunk. Sequences of
+# known length up to _FULL_UNROLL_MAX steps have no loop at all. Chosen by measurement
+# (benchmarks/recurrent.py and README_perf.md): at 1000 steps chunks of 8/16/32/64 gave
+# train-step ratios to SimpleRNN of 0.41/0.39/0.38/0.40; at 100 steps writing all steps
+# out beat chunks of 16 (0.63 vs 0.82).
+_UNROLL = 32
+_FULL_UNROLL_MAX = 128
+
+
+def _scan(step_fn, sequences, carry, *, outputs: int, reverse=False, unroll=None):
+    """Run carry, outs = step_fn(carry, [seq[n] for seq in sequences]) over time.
+
+    All steps written out when the length is static and at most _FULL_UNROLL_MAX;
+    otherwise a tf.while_loop over chunks of `unroll` steps written out in its body, then
+    the leftover steps (written out when the length is static, else a plain loop). Every
+    per-step output has the shape and dtype of the carry [batch, units].
+
+    Args:
+        step_fn: (carry, per-step slices) -> (new carry, tuple of `outputs` tensors).
+        sequences: tensors [time, ...], all with the same time length.
+        carry: the initial carry [batch, units].
+        outputs: how many per-step outputs step_fn returns.
+        reverse: run from the last step to the first.
+        unroll: steps per loop iteration (default _UNROLL).
+
+    Returns:
+        (final carry, tuple of outputs stacked over time [time, batch, units], in time order).
+    """
+    unroll = _UNROLL if unroll is None else unroll
+    static_steps = sequences[0].shape[0]
+    if static_steps is not None and static_steps <= max(unroll, _FULL_UNROLL_MAX):
+        return _unrolled(step_fn, sequences, carry, 0, static_steps, outputs, reverse=reverse)
+
+    steps = tf.shape(sequences[0])[0]
+    chunks = steps // unroll
+    leftover = steps - chunks * unroll
+    # Forward: chunks cover [0, chunks * unroll), leftovers the end. Reverse: leftovers
+    # are the first steps, so they run last.
+    chunk_start = leftover if reverse else 0
+    blocks = [
+        tf.reshape(seq[chunk_start : chunk_start + chunks * unroll],
+                   tf.concat([[chunks, unroll], tf.shape(seq)[1:]], 0))
+        for seq in sequences
+    ]
+    element = tf.TensorShape([unroll]).concatenate(carry.shape)
+    arrays = tuple(
+        tf.TensorArray(carry.dtype, size=chunks, element_shape=element) for _ in range(outputs)
+    )
+
+    def body(c, carry, arrays):
+        index = chunks - 1 - c if reverse else c
+        per_step = [tf.unstack(block[index], num=unroll) for block in blocks]
+        outs = [None] * unroll
+        for j in range(unroll - 1, -1, -1) if reverse else range(unroll):
+            carry, outs[j] = step_fn(carry, [values[j] for values in per_step])
+        arrays = tuple(
+            array.write(index, tf.stack([out[k] for out in outs]))
+            for k, array in enumerate(arrays)
+        )
+        return c + 1, carry, arrays
+
+    _, carry, arrays = tf.while_loop(
+        lambda c, *_: c < chunks, body, (0, carry, arrays), parallel_iterations=1
+    )
+    flat_shape = tf.concat([[chunks * unroll], tf.shape(carry)], 0)
+    chunked = [
+        tf.reshape(_stack(array, chunks, carry, leading=(unroll,)), flat_shape) for array in arrays
+    ]
+
+    rest_start = 0 if reverse else chunks * unroll
+    if static_steps is not None:
+        carry, rest = _unrolled(step_fn, sequences, carry, rest_start, static_steps % unroll,
+                                outputs, reverse=reverse)
+    else:
+        carry, rest = _stepwise(step_fn, sequences, carry, rest_start, leftover, outputs,
+                                reverse=reverse)
+    joined = tuple(
+        tf.concat([r, c] if reverse else [c, r], 0) for c, r in zip(chunked, rest, strict=True)
+    )
+    return carry, joined
+
+
+def _unrolled(step_fn, sequences, carry, start, count, outputs, *, reverse):
+    """`count` steps from `start` written out in the graph (count is a Python int)."""
+    if count == 0:
+        empty = tf.zeros(tf.concat([[0], tf.shape(carry)], 0), carry.dtype)
+        return carry, (empty,) * outputs
+    outs = [None] * count
+    for j in range(count - 1, -1, -1) if reverse else range(count):
+        carry, outs[j] = step_fn(carry, [seq[start + j] for seq in sequences])
+    return carry, tuple(tf.stack([out[k] for out in outs]) for k in range(outputs))
+
+
+def _stepwise(step_fn, sequences, carry, start, count, outputs, *, reverse):
+    """`count` steps from `start` in a plain tf.while_loop (count is a tensor)."""
+    arrays = tuple(
+        tf.TensorArray(carry.dtype, size=count, element_shape=carry.shape) for _ in range(outputs)
+    )
+
+    def body(i, carry, arrays):
+        j = count - 1 - i if reverse else i
+        carry, outs = step_fn(carry, [seq[start + j] for seq in sequences])
+        return i + 1, carry, tuple(a.write(j, o) for a, o in zip(arrays, outs, strict=True))
+
+    _, carry, arrays = tf.while_loop(
+        lambda i, *_: i < count, body, (0, carry, arrays), parallel_iterations=1
+    )
+    return carry, tuple(_stack(a, count, carry) for a in arrays)
+
+
+def _stack(array, size, carry, *, leading=()):
+    """array.stack(), also when it is empty and the batch size is unknown (where
+    TensorArray.stack fails): a sequence shorter than one chunk, or no leftover steps.
+    Elements are [*leading, *carry.shape]."""
+    empty_shape = tf.concat([[0, *leading], tf.shape(carry)], 0)
+    return tf.cond(size > 0, array.stack, lambda: tf.zeros(empty_shape, carry.dtype))
+
+
+def _project(inputs, kernel, bias):
+    """x W_x + b for all steps as one product [T, B, F] -> [T, B, U] (MatMul + BiasAdd
+    fuse into one op)."""
+    flat = tf.reshape(inputs, [-1, tf.shape(inputs)[-1]])
+    projected = tf.nn.bias_add(tf.matmul(flat, kernel), bias)
+    projected = tf.reshape(projected, tf.concat([tf.shape(inputs)[:-1], [tf.shape(kernel)[-1]]], 0))
+    # Keep the static length: the time loop writes out short sequences in full.
+    return tf.ensure_shape(projected, inputs.shape[:-1].concatenate(kernel.shape[-1:]))
+
+
 def _forward_loop(projected, recurrent_kernel, initial_state, mask, phi):
     """s(n) for n = 1..T; projected [T, B, U] = x W_x + b; mask [T, B, 1] bool or None."""
-    steps = tf.shape(projected)[0]
-    states = tf.TensorArray(projected.dtype, size=steps, element_shape=initial_state.shape)
+    sequences = [projected] if mask is None else [projected, mask]
 
-    def body(n, state, states):
-        new_state = phi(projected[n] + tf.matmul(state, recurrent_kernel))
+    def step(state, slices):
+        new_state = phi(slices[0] + tf.matmul(state, recurrent_kernel))
         if mask is not None:
-            new_state = tf.where(mask[n], new_state, state)
-        return n + 1, new_state, states.write(n, new_state)
+            new_state = tf.where(slices[1], new_state, state)
+        return new_state, (new_state,)
 
-    _, _, states = tf.while_loop(
-        lambda n, *_: n < steps, body, (0, initial_state, states), parallel_iterations=1
-    )
-    return states.stack()
+    _, (states,) = _scan(step, sequences, initial_state, outputs=1)
+    return states
 
 
 def backward_recursion(d_states, derivative, recurrent_kernel, mask=None, keep_carry=None,
@@ -100,33 +245,55 @@ def backward_recursion(d_states, derivative, recurrent_kernel, mask=None, keep_c
     Returns:
         (dA [T, B, U], dLoss/ds(0) [B, U]) and, when recorded, G [T, B, U].
     """
-    steps = tf.shape(d_states)[0]
-    transposed = tf.transpose(recurrent_kernel)
-    d_pre = tf.TensorArray(d_states.dtype, size=steps, element_shape=d_states.shape[1:])
-    totals = tf.TensorArray(d_states.dtype, size=steps if record_state_gradients else 0,
-                            element_shape=d_states.shape[1:])
+    return _backward_loop(
+        d_states, recurrent_kernel, derivative=derivative, mask=mask, keep_carry=keep_carry,
+        record_state_gradients=record_state_gradients,
+    )
 
-    def body(n, carry, d_pre, totals):
-        total = d_states[n] + carry
-        d_a = total * derivative[n]
+
+def _backward_loop(d_states, recurrent_kernel, *, derivative=None, states=None, fused=None,
+                   mask=None, keep_carry=None, record_state_gradients=False, d_final=None):
+    """backward_recursion with dA(n) from `derivative`, or from fused(s(n), G(n)) and
+    `mask` (the fused op cannot know a step is masked).
+
+    With `d_final` [B, U] instead of `d_states` (None), the only gradient from outside
+    is the one reaching the final state, so G(T) = d_final and each step saves an add.
+    """
+    transposed = tf.transpose(recurrent_kernel)
+    final_only = d_states is None
+    named = {
+        "d_states": None if final_only else d_states,
+        "local": derivative if fused is None else states,
+        "mask": mask,
+        # [T] -> [T, 1, 1] so each step's slice broadcasts against [B, U].
+        "keep": None if keep_carry is None else tf.reshape(keep_carry, [-1, 1, 1]),
+    }
+    names = [name for name, value in named.items() if value is not None]
+
+    def step(carry, slices):
+        at = dict(zip(names, slices, strict=True))
+        total = carry if final_only else at["d_states"] + carry
+        if fused is None:
+            d_a = total * at["local"]
+        else:
+            d_a = fused(at["local"], total)
+            if mask is not None:
+                d_a *= at["mask"]
         new_carry = tf.matmul(d_a, transposed)
         if mask is not None:
-            new_carry += (1.0 - mask[n]) * total
+            new_carry += (1.0 - at["mask"]) * total
         if keep_carry is not None:
-            new_carry *= keep_carry[n]
-        if record_state_gradients:
-            totals = totals.write(n, total)
-        return n - 1, new_carry, d_pre.write(n, d_a), totals
+            new_carry *= at["keep"]
+        return new_carry, ((d_a, total) if record_state_gradients else (d_a,))
 
-    _, d_initial, d_pre, totals = tf.while_loop(
-        lambda n, *_: n >= 0,
-        body,
-        (steps - 1, tf.zeros_like(d_states[0]), d_pre, totals),
-        parallel_iterations=1,
+    carry = d_final if final_only else tf.zeros_like(d_states[0])
+    d_initial, outputs = _scan(
+        step, [named[name] for name in names], carry, reverse=True,
+        outputs=2 if record_state_gradients else 1,
     )
     if record_state_gradients:
-        return d_pre.stack(), d_initial, totals.stack()
-    return d_pre.stack(), d_initial
+        return outputs[0], d_initial, outputs[1]
+    return outputs[0], d_initial
 
 
 def recurrence(
@@ -139,6 +306,7 @@ def recurrence(
     activation="tanh",
     mask: tf.Tensor | None = None,
     truncate_bptt: int | None = None,
+    final_state_only: bool = False,
 ) -> tf.Tensor:
     """All states s(1..T) of the recursion, with an explicit BPTT gradient.
 
@@ -150,41 +318,51 @@ def recurrence(
         activation: phi, any elementwise Keras activation.
         mask: [time, batch] bool; masked steps hold the state.
         truncate_bptt: None, or k: the state's gradient is cut every k steps.
+        final_state_only: a promise that nothing downstream uses states[:-1] (a layer
+            with return_sequences=False); the backward pass then starts from the
+            gradient of states[-1] alone and saves an add per step.
 
     Returns:
         states [time, batch, units]; the final state is states[-1].
     """
     phi = resolve_activation(activation)
     mask3 = None if mask is None else tf.expand_dims(tf.cast(mask, tf.bool), -1)
+    fused = _FUSED_BACKWARD.get(phi)
 
     @tf.custom_gradient
     def _recurrence(inputs, kernel, recurrent_kernel, bias, initial_state):
-        projected = tf.einsum("tbf,fu->tbu", inputs, kernel) + bias
+        projected = _project(inputs, kernel, bias)
         states = _forward_loop(projected, recurrent_kernel, initial_state, mask3, phi)
 
         def grad(d_states):
-            previous = tf.concat([initial_state[tf.newaxis], states[:-1]], axis=0)
-            pre_activation = None
-            if phi not in _DERIVATIVE_FROM_OUTPUT:
-                pre_activation = projected + tf.einsum("tbu,uv->tbv", previous, recurrent_kernel)
-            derivative = activation_derivative(phi, pre_activation, states)
-            mask_float = None
-            if mask3 is not None:
-                mask_float = tf.cast(mask3, derivative.dtype)
-                derivative *= mask_float
+            mask_float = None if mask3 is None else tf.cast(mask3, d_states.dtype)
             keep_carry = None
             if truncate_bptt is not None:
                 step = tf.range(tf.shape(states)[0])
                 # Cut the path from step n back to s(n-1) at every window start but the
                 # first: s(0) belongs to the first window and keeps its gradient.
                 keep = tf.logical_or(step % truncate_bptt != 0, step == 0)
-                keep_carry = tf.cast(keep, derivative.dtype)
-            d_pre, d_initial = backward_recursion(
-                d_states, derivative, recurrent_kernel, mask_float, keep_carry
+                keep_carry = tf.cast(keep, d_states.dtype)
+            derivative = None
+            if fused is None:
+                previous = tf.concat([initial_state[tf.newaxis], states[:-1]], axis=0)
+                pre_activation = projected + tf.einsum("tbu,uv->tbv", previous, recurrent_kernel)
+                derivative = activation_derivative(phi, pre_activation, states)
+                if mask_float is not None:
+                    derivative *= mask_float
+            d_final = None
+            if final_state_only:
+                d_final, d_states = d_states[-1], None
+            d_pre, d_initial = _backward_loop(
+                d_states, recurrent_kernel, d_final=d_final, derivative=derivative,
+                states=states, fused=fused, mask=mask_float, keep_carry=keep_carry,
             )
             d_inputs = tf.einsum("tbu,fu->tbf", d_pre, kernel)
             d_kernel = tf.einsum("tbf,tbu->fu", inputs, d_pre)
-            d_recurrent = tf.einsum("tbu,tbv->uv", previous, d_pre)
+            # sum_n s(n-1)^T dA(n), split at n = 1 so no shifted copy of the states is made.
+            d_recurrent = tf.einsum("tbu,tbv->uv", states[:-1], d_pre[1:]) + tf.matmul(
+                initial_state, d_pre[0], transpose_a=True
+            )
             d_bias = tf.reduce_sum(d_pre, axis=[0, 1])
             return d_inputs, d_kernel, d_recurrent, d_bias, d_initial
 

@@ -284,6 +284,7 @@ class Recurrent(keras.layers.Layer):
             activation=self._phi,
             mask=mask,
             truncate_bptt=self.truncate_bptt,
+            final_state_only=not self.return_sequences,
         )
         # An empty sequence leaves the state where it was.
         final_state = tf.cond(

@@ -161,6 +161,40 @@ class ColorHistogram(_FrameLayer):
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
+class FrameDifference(_FrameLayer):
+    """Signed difference of consecutive gray frames, downsampled: [batch, time, h * w].
+
+    ``g_t - g_{t-1}`` (zero for the first frame of the input), with g the gray frame in
+    [0, 1] resized (area) to ``size``. Unlike FrameMotion's magnitudes, the sign keeps
+    the direction: an object brighter than its background moving right leaves positive
+    values at its leading edge and negative ones at its trailing edge.
+
+    >>> import numpy as np
+    >>> FrameDifference(size=(4, 4))(np.zeros((1, 3, 32, 32, 3), np.uint8)).shape
+    TensorShape([1, 3, 16])
+    """
+
+    def __init__(self, size=(8, 8), **kwargs):
+        super().__init__(**kwargs)
+        self.size = _check_pair("size", size)
+
+    def feature_size(self, channels):
+        return self.size[0] * self.size[1]
+
+    def call(self, inputs):
+        folded, batch, time = _fold_time(inputs)
+        x = _to_unit(folded)
+        if x.shape[-1] != 1:
+            x = tf.image.rgb_to_grayscale(x)
+        x = tf.image.resize(x, self.size, method="area")
+        x = tf.reshape(x, tf.stack([batch, time, self.size[0] * self.size[1]]))
+        return x - tf.concat([x[:, :1], x[:, :-1]], axis=1)
+
+    def get_config(self):
+        return {**super().get_config(), "size": list(self.size)}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
 class FrameMotion(_FrameLayer):
     """Motion from frame differences, summarised per grid cell: [batch, time, 3 * cells].
 

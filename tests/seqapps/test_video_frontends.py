@@ -201,3 +201,26 @@ def test_saved_model_with_frame_features_and_mask(tmp_path, frames):
 def test_bad_arguments_name_themselves(make, name):
     with pytest.raises(ConfigError, match=f"`{name}`"):
         make()
+
+
+def test_frame_difference_signed_against_numpy_and_cv2():
+    import cv2
+
+    from seqapps.layers.video_frontends import FrameDifference
+
+    rng = np.random.default_rng(4)
+    frames = rng.integers(0, 256, (2, 5, 16, 24, 3), dtype=np.uint8)
+    out = FrameDifference(size=(4, 6))(frames).numpy()
+    assert out.shape == (2, 5, 24)
+    # Reference: luma (ITU-R 601, as tf.image.rgb_to_grayscale), INTER_AREA resize, diff.
+    gray = (frames.astype(np.float64) / 255.0) @ np.array([0.2989, 0.587, 0.114])
+    small = np.stack([[cv2.resize(g, (6, 4), interpolation=cv2.INTER_AREA) for g in clip] for clip in gray])
+    small = small.reshape(2, 5, 24)
+    expected = small - np.concatenate([small[:, :1], small[:, :-1]], axis=1)
+    np.testing.assert_allclose(out, expected, atol=2e-3)
+    assert np.all(out[:, 0] == 0)
+    moving = np.zeros((1, 2, 8, 8, 3), np.uint8)
+    moving[0, 0, :, 2:4] = 255
+    moving[0, 1, :, 4:6] = 255  # moved right
+    signed = FrameDifference(size=(1, 4))(moving).numpy()[0, 1]
+    assert signed[1] < 0 < signed[2]
