@@ -51,6 +51,7 @@ def make_frontend(kind: str, data: dict):
         return frontend, (window,)
     from seqapps.layers.video_frontends import (
         ColorHistogram,
+        FrameDifference,
         FrameFeatures,
         FrameMotion,
         FramePixels,
