@@ -1,10 +1,14 @@
 """Fit wiring: callbacks for runs that resume, stop early, and never lose a good model.
 
 A run folder holds:
-  backup/            keras.callbacks.BackupAndRestore: a killed run resumes here
+  backup/            AtomicBackupAndRestore: a killed run resumes here
   best.keras         the best model so far by validation loss, written atomically
-  history.csv        one row per epoch (appended across resumes)
-  logs/              TensorBoard
+  history.csv        one row per epoch (kept across resumes), rewritten atomically
+  logs/              TensorBoard (append-only event files; see README_distribute.md)
+
+Under a tf.distribute strategy (model built and compiled in ``strategy.scope()``) only
+the chief writes into the run folder; other workers write to a temporary folder that is
+removed (seqapps.distribute.worker_run_dir) and resume from the chief's backup/.
 
 >>> import numpy as np, tempfile
 >>> from seqapps.tasks import SequenceClassifier
@@ -16,6 +20,9 @@ A run folder holds:
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import math
 import os
 from pathlib import Path
@@ -23,7 +30,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from seqapps.atomic import atomic_path
+from seqapps import distribute
+from seqapps.atomic import atomic_path, write_json, write_text
 from seqapps.errors import SeqappsError
 
 
@@ -67,15 +75,106 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-def default_callbacks(run_dir: str | os.PathLike, *, patience: int = 8, monitor: str = "val_loss"):
-    """The callbacks `fit` uses; exposed so users can add their own beside them."""
+class AtomicCSVLogger(keras.callbacks.Callback):
+    """One row per epoch in a CSV file, rewritten atomically at every epoch end.
+
+    Keras' CSVLogger appends to an open file, so a run killed mid-write can leave a
+    half row that a later reader trips over; this one writes the whole (small) file to a
+    temporary name and renames it. Rows of earlier (resumed) runs are kept; the columns
+    are those of the first row ("epoch" then the sorted log keys), a missing value is nan.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        super().__init__()
+        self.path = Path(path)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        rows = []
+        if self.path.exists():
+            rows = [r for r in csv.reader(io.StringIO(self.path.read_text(encoding="utf-8"))) if r]
+        header = rows[0] if rows else ["epoch", *sorted(logs)]
+        values = {"epoch": epoch, **{k: float(v) for k, v in logs.items()}}
+        rows = (rows or [header]) + [[str(values.get(name, "nan")) for name in header]]
+        out = io.StringIO()
+        csv.writer(out, lineterminator="\n").writerows(rows)
+        write_text(self.path, out.getvalue())
+
+
+class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """BackupAndRestore whose backup is never half written, and readable by other workers.
+
+    Keras writes ``latest.weights.h5`` and then ``training_metadata.json`` in place, so a
+    kill during the write leaves a truncated file that stops the next run. Here each
+    epoch's weights go to a new file ``epoch-NNNNN.weights.h5`` (temporary name, then
+    rename) and the metadata naming it is then replaced atomically: the metadata is the
+    commit point, so a backup is always a consistent (weights, epoch) pair. A non-finite
+    loss is never backed up (the run resumes from the last good epoch).
+
+    Args:
+        backup_dir: where this worker writes its backup (removed when training ends).
+        restore_dir: where to resume from (default `backup_dir`); in a multi-worker run
+            every worker restores from the chief's backup so they all resume at the same
+            epoch with the same weights.
+    """
+
+    def __init__(self, backup_dir: str | os.PathLike, *, restore_dir: str | os.PathLike | None = None,
+                 delete_checkpoint: bool = True):
+        super().__init__(str(backup_dir), delete_checkpoint=delete_checkpoint)
+        self.restore_dir = Path(restore_dir or backup_dir)
+
+    def on_train_begin(self, logs=None):
+        metadata_path = self.restore_dir / "training_metadata.json"
+        if not metadata_path.exists():
+            return
+        metadata = json.loads(metadata_path.read_text(encoding="utf-8"))
+        weights = self.restore_dir / metadata.get("weights", "latest.weights.h5")
+        if not weights.exists():
+            return
+        if self.model.optimizer is not None and not self.model.optimizer.built:
+            self.model.optimizer.build(self.model.trainable_variables)
+        self.model.load_weights(weights)
+        self.model._initial_epoch = int(metadata["epoch"])
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(loss):
+            return
+        super().on_epoch_end(epoch, logs)
+
+    def _save_model(self):
+        folder = Path(self.backup_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"epoch-{self._current_epoch:05d}.weights.h5"
+        # Keras picks the format from the ".weights.h5" ending, so keep it on the temporary.
+        tmp = folder / f".tmp-{os.getpid()}-{name}"
+        try:
+            self.model.save_weights(str(tmp), overwrite=True)
+            os.replace(tmp, folder / name)
+        finally:
+            tmp.unlink(missing_ok=True)
+        write_json(folder / "training_metadata.json",
+                   {"epoch": self._current_epoch, "batch": self._last_batch_seen, "weights": name})
+        for old in folder.glob("epoch-*.weights.h5"):
+            if old.name != name:
+                old.unlink(missing_ok=True)
+
+
+def default_callbacks(run_dir: str | os.PathLike, *, patience: int = 8, monitor: str = "val_loss",
+                      restore_dir: str | os.PathLike | None = None):
+    """The callbacks `fit` uses; exposed so users can add their own beside them.
+
+    `restore_dir`: the run folder to resume from when it is not `run_dir` (a non-chief
+    worker writes to a temporary folder but resumes from the chief's backup).
+    """
     run_dir = Path(run_dir)
+    restore_dir = Path(restore_dir) if restore_dir is not None else run_dir
     return [
         StopOnNonFiniteLoss(),
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup"), delete_checkpoint=True),
+        AtomicBackupAndRestore(run_dir / "backup", restore_dir=restore_dir / "backup"),
         AtomicBestCheckpoint(run_dir / "best.keras", monitor=monitor),
         keras.callbacks.EarlyStopping(monitor=monitor, patience=patience, restore_best_weights=True),
-        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
+        AtomicCSVLogger(run_dir / "history.csv"),
         keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False, profile_batch=0),
     ]
 
@@ -95,8 +194,13 @@ def fit(
     """model.fit with resumable, fail-safe callbacks; returns the History.
 
     Running the same call again after the process was killed resumes from the last
-    finished epoch (BackupAndRestore). A NaN or infinite loss raises TrainingDiverged
-    naming the epoch and batch; best.keras keeps the last good model.
+    finished epoch (AtomicBackupAndRestore). A NaN or infinite loss raises
+    TrainingDiverged naming the epoch and batch; best.keras keeps the last good model.
+
+    Under a tf.distribute strategy, build and compile `model` in ``strategy.scope()``
+    first; the batches of `train_data` are global batches, split across replicas. Only
+    the chief writes to `run_dir`; other workers write to a temporary folder that is
+    removed. In a multi-worker run a dead peer raises ``distribute.WorkerLost``.
 
     Args:
         train_data, val_data: tf.data datasets (or (x, y) tuples) of (inputs, targets).
@@ -106,21 +210,32 @@ def fit(
         class_weight: {class_id: weight}, e.g. from `balanced_class_weight`.
     """
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    callbacks = default_callbacks(run_dir, patience=patience) + list(extra_callbacks or [])
+    strategy = model.distribute_strategy
+    if distribute.is_chief(strategy):
+        run_dir.mkdir(parents=True, exist_ok=True)
+    if getattr(model, "_distribute_strategy", None) is not None:  # built in a strategy's scope
+        distribute.prepare_for_strategy(model)
     kwargs = {}
     if isinstance(train_data, tuple):
         kwargs = {"x": train_data[0], "y": train_data[1]}
     else:
         kwargs = {"x": train_data}
-    history = model.fit(
-        **kwargs,
-        validation_data=val_data,
-        epochs=epochs,
-        callbacks=callbacks,
-        class_weight=class_weight,
-        verbose=verbose,
-    )
+    with distribute.worker_run_dir(run_dir, strategy) as write_dir:
+        callbacks = default_callbacks(write_dir, patience=patience, restore_dir=run_dir) + list(extra_callbacks or [])
+        try:
+            history = model.fit(
+                **kwargs,
+                validation_data=val_data,
+                epochs=epochs,
+                callbacks=callbacks,
+                class_weight=class_weight,
+                verbose=verbose,
+            )
+        except Exception as error:
+            message = distribute.peer_failure_message(error, strategy)
+            if message is None:
+                raise
+            raise distribute.WorkerLost(message) from error
     guard = callbacks[0]
     if guard.where is not None:
         epoch, batch, loss = guard.where

@@ -25,13 +25,27 @@ EXAMPLES = {
 
 
 def _train(args) -> int:
+    from seqapps import distribute
     from seqapps.cli.train import train_run
 
-    metrics = train_run(
-        args.kind, run_dir=args.run_dir, data_dir=args.data_dir, manifest=args.manifest, task=args.task,
-        epochs=args.epochs, config_file=args.config, strict=args.strict, target_columns=args.target_columns,
-        verbose=1 if sys.stdout.isatty() else 2,
+    strategy = distribute.make_strategy(
+        args.strategy, collective_timeout_seconds=args.collective_timeout, heartbeat_timeout_seconds=args.heartbeat_timeout,
     )
+    try:
+        metrics = train_run(
+            args.kind, run_dir=args.run_dir, data_dir=args.data_dir, manifest=args.manifest, task=args.task,
+            epochs=args.epochs, config_file=args.config, strict=args.strict, target_columns=args.target_columns,
+            verbose=1 if sys.stdout.isatty() else 2, strategy=strategy, per_replica_batch=args.per_replica_batch,
+        )
+    except distribute.WorkerLost as err:
+        # The runtime may still wait on the dead peer (aborted collectives, shutdown
+        # barrier): leave now, after saying why, instead of risking a hang at exit.
+        print(f"seqapps train: error: {err}", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(1)
+    if not distribute.is_chief(strategy):
+        print(f"worker done ({distribute.describe(strategy)}); the chief wrote {args.run_dir}")
+        return 0
     shown = metrics.get("test", metrics["val"])
     name = "test" if "test" in metrics else "validation"
     keys = ("accuracy", "macro_f1") if "accuracy" in shown else ("mae", "rmse", "r2")
@@ -113,6 +127,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="seqapps", description="Learn from audio and video sequences with a plain recurrent layer.",
@@ -136,6 +160,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=_positive_int)
     train.add_argument("--config", help="JSON file of settings (see README, 'Settings')")
     train.add_argument("--strict", action="store_true", help="a broken input file is an error naming it")
+    train.add_argument("--strategy", choices=["auto", "default", "mirrored", "multi-worker"], default="auto",
+                       help="tf.distribute strategy; auto: mirrored with >1 GPU, multi-worker when TF_CONFIG "
+                            "names several workers, else default (see README_distribute.md)")
+    train.add_argument("--per-replica-batch", action="store_true",
+                       help="batch_size is per replica (global = batch_size x replicas, learning rate scaled "
+                            "linearly); default: batch_size is the global batch")
+    train.add_argument("--collective-timeout", type=_positive_float, default=600.0, metavar="SECONDS",
+                       help="multi-worker: a collective op that waits longer fails (default 600)")
+    train.add_argument("--heartbeat-timeout", type=_positive_float, default=30.0, metavar="SECONDS",
+                       help="multi-worker: a worker silent this long is declared dead and the others stop (default 30)")
     train.set_defaults(run=_train)
 
     evaluate = command("evaluate", "metrics of a trained run on held-out files")

@@ -38,7 +38,7 @@ DEFAULTS = {
             "size": [64, 64],
             "window_frames": 24,
             "hop_frames": 12,
-            "features": ["pixels", "motion"],
+            "features": ["pixels", "difference"],
             "pixel_size": [8, 8],
             "grayscale": True,
             "pixel_normalization": "standardize",

@@ -5,6 +5,10 @@ bad_inputs.json, metrics.json, history.json/.csv, curves.png, confusion_matrix.p
 best.keras, logs/ (TensorBoard), cache/ and backup/ (while a run is unfinished).
 Running the same command again after the process was killed resumes from the last
 finished epoch, with the same split.
+
+Under a tf.distribute strategy (`strategy=`, see seqapps.distribute) the model is built
+and compiled in the strategy's scope; in a multi-worker run every worker runs this same
+function, only the chief writes RUN/, the others write to a temporary folder (removed).
 """
 
 from __future__ import annotations
@@ -13,9 +17,11 @@ import json
 from pathlib import Path
 
 import keras
+import tensorflow as tf
 
 from pipelines import sources
 from pipelines.report import BadInputReport
+from seqapps import distribute
 from seqapps.atomic import atomic_path, write_json
 from seqapps.cli import data as cli_data
 from seqapps.cli.settings import resolve_settings
@@ -30,7 +36,7 @@ from seqapps.tasks import SequenceClassifier, SequenceRegressor
 from seqapps.training import balanced_class_weight, fit
 
 
-def _load_or_make_split(run_dir: Path, source, training: dict):
+def _load_or_make_split(run_dir: Path, source, training: dict, write_dir: Path | None = None):
     """Reuse RUN/split.csv when resuming, so a resumed run sees the same data."""
     path = run_dir / "split.csv"
     if path.exists():
@@ -45,7 +51,7 @@ def _load_or_make_split(run_dir: Path, source, training: dict):
         source, val_fraction=training["val_fraction"], test_fraction=training["test_fraction"],
         seed=training["seed"],
     )
-    sources.write_split(path, source, split)
+    sources.write_split((write_dir or run_dir) / "split.csv", source, split)
     return split
 
 
@@ -71,62 +77,89 @@ def evaluate_split(model, kind, source, indices, *, settings, run_dir, report) -
 
 
 def train_run(kind: str, *, run_dir, data_dir=None, manifest=None, task="classify", epochs=None,
-              config_file=None, strict=False, target_columns=None, verbose="auto") -> dict:
-    """Train, evaluate and write a run folder; returns the metrics dict."""
+              config_file=None, strict=False, target_columns=None, verbose="auto",
+              strategy: str | tf.distribute.Strategy = "default", per_replica_batch: bool = False) -> dict:
+    """Train, evaluate and write a run folder; returns the metrics dict.
+
+    `strategy`: a tf.distribute.Strategy or a name for ``distribute.make_strategy``
+    ("auto", "default", "mirrored", "multi-worker"). The settings' batch size is the
+    global batch, split across replicas; with `per_replica_batch` it is the batch of each
+    replica and the learning rate is scaled linearly (distribute.global_batch_and_learning_rate).
+    """
     run_dir = Path(run_dir)
+    if isinstance(strategy, str):
+        strategy = distribute.make_strategy(strategy)  # first: multi-worker must configure TF before use
     overrides = {"training": {"epochs": epochs}} if epochs is not None else None
     settings = resolve_settings(kind, config_file=config_file, overrides=overrides)
     training = settings["training"]
     keras.utils.set_random_seed(training["seed"])
+    batch_size, learning_rate = distribute.global_batch_and_learning_rate(
+        training["batch_size"], training["learning_rate"], replicas=strategy.num_replicas_in_sync,
+        per_replica=per_replica_batch,
+    )
 
     report = BadInputReport(strict=strict)
     source = cli_data.load_source(kind, data_dir=data_dir, manifest=manifest, task=task,
                                   target_columns=target_columns, report=report)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    split = _load_or_make_split(run_dir, source, training)
-    if not split["train"] or not split["val"]:
-        raise ConfigError(f"too few examples to split into train and validation: {len(source.examples)} usable")
+    if distribute.is_chief(strategy):
+        run_dir.mkdir(parents=True, exist_ok=True)
+    with distribute.worker_run_dir(run_dir, strategy) as out_dir:
+        split = _load_or_make_split(run_dir, source, training, out_dir)
+        if not split["train"] or not split["val"]:
+            raise ConfigError(f"too few examples to split into train and validation: {len(source.examples)} usable")
+        return _train_and_evaluate(kind, source, split, settings=settings, strategy=strategy, run_dir=run_dir,
+                                   out_dir=out_dir, batch_size=batch_size, learning_rate=learning_rate,
+                                   report=report, verbose=verbose)
 
-    model = build_model(kind, source.task, settings, source)
-    model.compile(optimizer=keras.optimizers.Adam(training["learning_rate"], clipnorm=training["clipnorm"]))
-    cache = run_dir / "cache"
-    make = dict(data=settings["data"], frontend=model.frontend, batch_size=training["batch_size"],
+
+def _train_and_evaluate(kind, source, split, *, settings, strategy, run_dir, out_dir, batch_size, learning_rate,
+                        report, verbose) -> dict:
+    training = settings["training"]
+    with strategy.scope():
+        model = build_model(kind, source.task, settings, source)
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate, clipnorm=training["clipnorm"]))
+    cache = out_dir / "cache"
+    make = dict(data=settings["data"], frontend=model.frontend, batch_size=batch_size,
                 cache_dir=cache, report=report)
     train_ds = cli_data.make_dataset(kind, source, split["train"], shuffle=True, seed=training["seed"], **make)
     val_ds = cli_data.make_dataset(kind, source, split["val"], shuffle=False, seed=0, **make)
     model.adapt(train_ds, steps=50)
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        # Every worker builds the same seeded pipeline and keeps its share of each global
+        # batch: equal steps on every worker, whatever the number and size of cache files.
+        train_ds, val_ds = distribute.shard_by(train_ds, "data"), distribute.shard_by(val_ds, "data")
 
     class_weight = None
     if training["class_weight"] == "balanced" and source.task == "classify":
         class_weight = balanced_class_weight(source.labels_as_ids()[split["train"]], len(source.class_names))
     config = {"kind": kind, "task": source.task, "settings": settings,
               "preprocessing": cli_data.preprocessing_config(kind, settings["data"])}
-    write_json(run_dir / "config.json", config)
+    write_json(out_dir / "config.json", config)
     if source.task == "classify":
-        write_json(run_dir / "labels.json", source.class_names)
+        write_json(out_dir / "labels.json", source.class_names)
     else:
-        write_json(run_dir / "targets.json", source.target_names)
+        write_json(out_dir / "targets.json", source.target_names)
 
     history = fit(model, train_ds, val_ds, run_dir=run_dir, epochs=training["epochs"],
                   patience=training["patience"], class_weight=class_weight, verbose=verbose)
-    with atomic_path(run_dir / "model.keras") as tmp:
+    with atomic_path(out_dir / "model.keras") as tmp:
         model.save(tmp)
-    full_history = _history_from_csv(run_dir / "history.csv") or history.history
-    write_json(run_dir / "history.json", full_history)
-    plot_history(full_history, run_dir / "curves.png")
+    full_history = _history_from_csv(out_dir / "history.csv") or history.history
+    write_json(out_dir / "history.json", full_history)
+    plot_history(full_history, out_dir / "curves.png")
 
     metrics = {"val": evaluate_split(model, kind, source, split["val"], settings=settings,
-                                     run_dir=run_dir, report=report)}
+                                     run_dir=out_dir, report=report)}
     if split["test"]:
         metrics["test"] = evaluate_split(model, kind, source, split["test"], settings=settings,
-                                         run_dir=run_dir, report=report)
+                                         run_dir=out_dir, report=report)
     metrics["data"] = {name: len(idx) for name, idx in split.items()}
     metrics["data"]["skipped_files"] = len(report.skipped)
-    write_json(run_dir / "metrics.json", metrics)
-    report.save(run_dir / "bad_inputs.json")
+    write_json(out_dir / "metrics.json", metrics)
+    report.save(out_dir / "bad_inputs.json")
     if source.task == "classify":
         shown = metrics.get("test", metrics["val"])
-        plot_confusion_matrix(shown["confusion_matrix"], source.class_names, run_dir / "confusion_matrix.png")
+        plot_confusion_matrix(shown["confusion_matrix"], source.class_names, out_dir / "confusion_matrix.png")
     if report.count:
         print(report.summary())
     return metrics
