@@ -530,7 +530,15 @@ def read_frame_cache(
         dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     if repeat:
         dataset = dataset.repeat()
-    return dataset.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    if not repeat:
+        # The number of batches follows from the cached clip lengths; telling tf.data
+        # lets Keras know the epoch length (no "ran out of data" warning, a progress bar).
+        total = sum(windowing.n_windows(int(c["n_frames"]), length=length, shift=shift, pad_end=pad_end)
+                    for c in manifest["clips"])
+        batches = total // batch_size if drop_remainder else -(-total // batch_size)
+        dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))
+    return dataset.prefetch(tf.data.AUTOTUNE)
 
 
 def read_cached_clips(cache_dir: str | os.PathLike):
