@@ -229,6 +229,8 @@ def fit(
                 epochs=epochs,
                 callbacks=callbacks,
                 class_weight=class_weight,
+                # tf.data pipelines shuffle themselves (seeded); arrays are shuffled here.
+                shuffle="y" in kwargs,
                 verbose=verbose,
             )
         except Exception as error:
