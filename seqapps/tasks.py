@@ -44,6 +44,7 @@ class SequenceModel(keras.Model):
         truncate_bptt: int | None = None,
         pooling: str = "mean",
         hidden_units: int = 0,
+        augmentation: keras.layers.Layer | dict | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -52,6 +53,11 @@ class SequenceModel(keras.Model):
         if isinstance(frontend, dict):
             frontend = keras.saving.deserialize_keras_object(frontend)
         self.frontend = frontend
+        if isinstance(augmentation, dict):
+            augmentation = keras.saving.deserialize_keras_object(augmentation)
+        # Training-only feature augmentation after normalisation (e.g. SpecAugment); it
+        # must be the identity at inference, so serving and streaming never see it.
+        self.augmentation = augmentation
         self.raw_input_shape = tuple(input_shape)
         self.units = units
         self.num_layers = num_layers
@@ -121,6 +127,8 @@ class SequenceModel(keras.Model):
     def recurrent_states(self, features, mask=None, *, initial_states=None, training=None):
         """States of every layer: list of [batch, time, units], layer by layer."""
         x = self.normalization(features)
+        if self.augmentation is not None and training:
+            x = self.augmentation(x, training=training)
         all_states = []
         for i, layer in enumerate(self.recurrent_layers):
             if self.between:
@@ -193,6 +201,9 @@ class SequenceModel(keras.Model):
             "truncate_bptt": self.truncate_bptt,
             "pooling": self.pooling,
             "hidden_units": self.hidden_units,
+            "augmentation": None
+            if self.augmentation is None
+            else keras.saving.serialize_keras_object(self.augmentation),
         }
 
     @classmethod
@@ -217,6 +228,8 @@ class SequenceClassifier(SequenceModel):
             Recurrent stack.
         dropout: dropout before each Recurrent layer in training.
         pooling, hidden_units: the head (see seqapps.heads).
+        augmentation: an optional training-only layer on the normalised features, e.g.
+            seqapps.layers.SpecAugment (identity at inference).
 
     Example:
     >>> import numpy as np

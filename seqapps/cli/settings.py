@@ -54,6 +54,7 @@ DEFAULTS = {
             "dropout": 0.1,
             "hidden_units": 0,
             "truncate_bptt": None,
+            "spec_augment": None,
         },
         "training": {
             "epochs": 30,

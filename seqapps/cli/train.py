@@ -57,7 +57,14 @@ def _load_or_make_split(run_dir: Path, source, training: dict, write_dir: Path |
 
 def build_model(kind: str, task: str, settings: dict, source):
     frontend, input_shape = cli_data.make_frontend(kind, settings["data"])
-    common = {"input_shape": input_shape, "frontend": frontend, **settings["model"]}
+    model_settings = dict(settings["model"])
+    spec_augment = model_settings.pop("spec_augment")
+    if spec_augment is not None:
+        from seqapps.layers.audio_frontends import SpecAugment
+
+        # {} takes SpecAugment's defaults; a dict sets its arguments.
+        model_settings["augmentation"] = SpecAugment(**(spec_augment or {}))
+    common = {"input_shape": input_shape, "frontend": frontend, **model_settings}
     if task == "classify":
         return SequenceClassifier(num_classes=len(source.class_names), class_names=source.class_names, **common)
     return SequenceRegressor(num_targets=len(source.target_names), target_names=source.target_names, **common)

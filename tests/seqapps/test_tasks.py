@@ -155,3 +155,18 @@ def test_metrics_by_hand_and_plots(tmp_path):
     for name in ("curves.png", "cm.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     json.dumps(m)
+
+
+def test_augmentation_only_in_training_and_round_trips(tmp_path):
+    from seqapps.layers import SpecAugment
+
+    model = SequenceClassifier(num_classes=2, input_shape=(None, 6), units=4, dropout=0.0,
+                               augmentation=SpecAugment(freq_masks=2, freq_mask_width=3, time_masks=1,
+                                                        time_mask_width=3, seed=1))
+    x = {"features": RNG.standard_normal((3, 10, 6)).astype("float32")}
+    np.testing.assert_allclose(model(x, training=False), model(x), atol=0)
+    assert not np.allclose(model(x, training=True), model(x, training=False))
+    model.save(tmp_path / "m.keras")
+    restored = keras.models.load_model(tmp_path / "m.keras")
+    assert isinstance(restored.augmentation, SpecAugment)
+    np.testing.assert_allclose(restored(x), model(x), atol=1e-6)
