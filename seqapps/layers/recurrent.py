@@ -275,17 +275,21 @@ class Recurrent(keras.layers.Layer):
             if self.use_bias
             else tf.zeros([self.units], dtype)
         )
-        states = recurrence(
-            time_major,
-            kernel,
-            recurrent_kernel,
-            bias,
-            initial_state,
-            activation=self._phi,
-            mask=mask,
-            truncate_bptt=self.truncate_bptt,
-            final_state_only=not self.return_sequences,
-        )
+        if time_major.shape[0] == 0:
+            # A sequence known to be empty: no recursion, the state stays s(0).
+            states = tf.zeros(tf.stack([0, batch, self.units]), dtype)
+        else:
+            states = recurrence(
+                time_major,
+                kernel,
+                recurrent_kernel,
+                bias,
+                initial_state,
+                activation=self._phi,
+                mask=mask,
+                truncate_bptt=self.truncate_bptt,
+                final_state_only=not self.return_sequences,
+            )
         # An empty sequence leaves the state where it was.
         final_state = tf.cond(
             tf.shape(states)[0] > 0, lambda: states[-1], lambda: initial_state

@@ -440,3 +440,16 @@ def test_bad_inputs_name_the_argument_and_value():
         layer(np.zeros((2, 3, 5), "float32"), initial_state=np.zeros((2, 3), "float32"))
     with pytest.raises(ValueError, match="`batch_size`"):
         Recurrent(4, stateful=True).build((None, 3, 5))
+
+
+def test_empty_sequence_keeps_the_state_and_differentiates():
+    layer = Recurrent(3, return_state=True, learn_initial_state=True)
+    empty = tf.zeros((2, 0, 4))
+    outputs, state = layer(empty)
+    np.testing.assert_array_equal(state, np.zeros((2, 3)))
+    with tf.GradientTape() as tape:
+        _, state = layer(empty)
+        loss = tf.reduce_sum(state)
+    grad = tape.gradient(loss, layer.initial_state)
+    np.testing.assert_allclose(grad, [2.0, 2.0, 2.0])  # d/ds0 of the sum over a batch of 2
+    assert Recurrent(3, return_sequences=True)(empty).shape == (2, 0, 3)
