@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.report import BadInputReport
+from seqapps.atomic import process_alive
 from seqapps.errors import BadMediaError, invalid_argument
 
 __all__ = [
@@ -227,16 +228,6 @@ def cache_key(paths: Sequence[str | os.PathLike], *, sample_rate: int, mono: boo
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _clean_stale_temporaries(cache_dir: Path) -> None:
     # Left behind by killed runs; never trusted (no final name), removed when their
     # writer is gone so they do not pile up.
@@ -245,7 +236,7 @@ def _clean_stale_temporaries(cache_dir: Path) -> None:
             pid = int(tmp.name.split("-")[3])
         except (IndexError, ValueError):
             continue
-        if not _pid_alive(pid):
+        if not process_alive(pid):
             shutil.rmtree(tmp, ignore_errors=True)
 
 

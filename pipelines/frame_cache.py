@@ -482,11 +482,7 @@ def read_frame_cache(
 
     from pipelines import windows as windowing
 
-    for name, value in (("length", length), ("shift", shift), ("batch_size", batch_size)):
-        if not (isinstance(value, (int, np.integer)) and value > 0):
-            raise invalid_argument(name, value, "a positive integer")
-    if target not in ("label", "clip_targets", "frame"):
-        raise invalid_argument("target", target, 'one of ("label", "clip_targets", "frame")')
+    windowing.check_window_arguments(length=length, shift=shift, batch_size=batch_size, target=target)
     manifest = read_manifest(cache_dir)
     if target == "frame" and not all(c["has_frame_targets"] for c in manifest["clips"]):
         raise ConfigError(

@@ -503,11 +503,7 @@ def video_dataset(
 
     from pipelines import windows as windowing
 
-    for name, value in (("length", length), ("shift", shift), ("batch_size", batch_size)):
-        if not (isinstance(value, (int, np.integer)) and value > 0):
-            raise invalid_argument(name, value, "a positive integer")
-    if target not in ("label", "clip_targets", "frame"):
-        raise invalid_argument("target", target, 'one of ("label", "clip_targets", "frame")')
+    windowing.check_window_arguments(length=length, shift=shift, batch_size=batch_size, target=target)
     _check_options(fps=fps, size=size, resize_mode=resize_mode, color=color, max_frames=max_frames)
     examples, labels = _examples_and_labels(source, indices)
     if report is None:

@@ -55,6 +55,17 @@ def _check_positive_int(name: str, value) -> int:
     return int(value)
 
 
+def check_window_arguments(*, length, shift, batch_size, target) -> None:
+    """Validate the arguments every windowed dataset takes (video decoding and cache).
+
+    >>> check_window_arguments(length=16, shift=8, batch_size=4, target="label")
+    """
+    for name, value in (("length", length), ("shift", shift), ("batch_size", batch_size)):
+        _check_positive_int(name, value)
+    if target not in ("label", "clip_targets", "frame"):
+        raise invalid_argument("target", target, 'one of ("label", "clip_targets", "frame")')
+
+
 def _check_int(name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise invalid_argument(name, value, "an integer")

@@ -51,6 +51,7 @@ from pathlib import Path
 
 import numpy as np
 
+from seqapps.atomic import process_alive
 from seqapps.errors import ConfigError, invalid_argument
 
 __all__ = [
@@ -303,23 +304,8 @@ def _remove_stale_temps(model_dir: Path) -> None:
     """Drop build folders left by killed exports (their process is gone)."""
     for path in model_dir.glob(f"{TEMP_PREFIX}*"):
         match = re.match(rf"{re.escape(TEMP_PREFIX)}(\d+)-", path.name)
-        if match and not _pid_alive(int(match.group(1))):
+        if match and not process_alive(int(match.group(1))):
             shutil.rmtree(path, ignore_errors=True)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie (killed, not yet reaped by its parent) holds no files open any more.
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 def _fsync_tree(folder: Path) -> None:

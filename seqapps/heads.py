@@ -76,6 +76,19 @@ class _PooledHead(keras.layers.Layer):
             width = self.hidden_units
         return width
 
+    def build(self, states_shape):
+        self._output.build((None, self._build_body(states_shape)))
+        self.built = True
+
+    def call(self, states, mask=None, training=None):
+        return self._output(self._features(states, mask, training))
+
+    def compute_output_shape(self, states_shape):
+        outputs = self._output.units
+        if self.pooling == "none":
+            return (*states_shape[:2], outputs)
+        return (states_shape[0], outputs)
+
     def compute_mask(self, inputs, mask=None):
         return mask if self.pooling == "none" else None
 
@@ -129,18 +142,6 @@ class ClassificationHead(_PooledHead):
             num_classes, activation="sigmoid" if multi_label else "softmax", dtype="float32"
         )
 
-    def build(self, states_shape):
-        self._output.build((None, self._build_body(states_shape)))
-        self.built = True
-
-    def call(self, states, mask=None, training=None):
-        return self._output(self._features(states, mask, training))
-
-    def compute_output_shape(self, states_shape):
-        if self.pooling == "none":
-            return (*states_shape[:2], self.num_classes)
-        return (states_shape[0], self.num_classes)
-
     def get_config(self):
         return {**super().get_config(), "num_classes": self.num_classes, "multi_label": self.multi_label}
 
@@ -175,18 +176,6 @@ class RegressionHead(_PooledHead):
             raise invalid_argument("num_targets", num_targets, "a positive integer")
         self.num_targets = num_targets
         self._output = keras.layers.Dense(num_targets, dtype="float32")
-
-    def build(self, states_shape):
-        self._output.build((None, self._build_body(states_shape)))
-        self.built = True
-
-    def call(self, states, mask=None, training=None):
-        return self._output(self._features(states, mask, training))
-
-    def compute_output_shape(self, states_shape):
-        if self.pooling == "none":
-            return (*states_shape[:2], self.num_targets)
-        return (states_shape[0], self.num_targets)
 
     def get_config(self):
         return {**super().get_config(), "num_targets": self.num_targets}

@@ -14,7 +14,7 @@ from pathlib import Path
 from seqapps.atomic import write_json
 
 # Demo settings, measured to reach >= 90% held-out accuracy within the time budget on
-# 2 CPU cores (README, "The demo").
+# 2 CPU cores (README, "Start here").
 DEMO_CONFIG = {
     "audio": {
         "data": {"hop_length": 320},
