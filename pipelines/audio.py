@@ -10,7 +10,7 @@ Only decoding runs in Python (soundfile / librosa: wav, flac, ogg, mp3; resampli
   ``cache_dir``, keyed by a hash of (paths, sizes, mtimes, decode settings), written to a
   temporary folder and renamed into place, so a killed run never leaves a cache that is
   later trusted; epochs after the first (and later runs) do no Python decoding.
-- ``audio_dataset``: windows cut with ``pipelines.windows.frame_windows`` (never across
+- ``audio_dataset``: windows cut with ``pipelines.windows`` (never across
   clips), labels per window, seeded shuffle, batching, prefetch, optional features layer.
 
 >>> from pipelines.audio import audio_dataset  # doctest: +SKIP
@@ -428,7 +428,8 @@ def audio_dataset(
     """
     import tensorflow as tf
 
-    from pipelines.windows import frame_windows, n_windows
+    from pipelines.windows import n_windows
+    from pipelines.windows import windows_of_packed_clips as packed_windows
 
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
         raise invalid_argument("sample_rate", sample_rate, "a positive integer")
@@ -465,9 +466,12 @@ def audio_dataset(
             "position": tf.io.FixedLenFeature([], tf.int64),
         }
 
-        def parse(record):
-            parsed = tf.io.parse_single_example(record, spec)
-            return tf.io.decode_raw(parsed["waveform"], tf.float32), parsed["position"]
+        def unpack(records):
+            # A group of records at once: joining the float32 byte strings packs the clips
+            # end to end without padding them to the longest one.
+            parsed = tf.io.parse_example(records, spec)
+            flat = tf.io.decode_raw(tf.strings.reduce_join(parsed["waveform"]), tf.float32)
+            return flat, tf.strings.length(parsed["waveform"]) // 4, parsed["position"]
 
         if shuffle and len(shard_files) > 1:
             files = tf.data.Dataset.from_tensor_slices(shard_files).shuffle(len(shard_files), seed=seed)
@@ -479,7 +483,7 @@ def audio_dataset(
             clips = tf.data.TFRecordDataset(shard_files)
         if shuffle:
             clips = clips.shuffle(min(n_clips, 512) or 1, seed=seed)
-        decode_record = parse  # parsed inside the windowing map: one map per clip, not two
+        unpack_group = unpack
     else:
         waveforms = decode_files(paths, sample_rate=sample_rate, report=report, workers=workers, executor=executor)
         kept = [p for p, w in enumerate(waveforms) if w is not None]
@@ -489,7 +493,9 @@ def audio_dataset(
         clips = tf.data.Dataset.from_tensor_slices((ragged, np.asarray(kept, np.int64)))
         if shuffle:
             clips = clips.shuffle(max(1, len(kept)), seed=seed)
-        decode_record = None
+
+        def unpack_group(waveforms, positions):
+            return waveforms.flat_values, waveforms.row_lengths(), positions
 
     if report.count > before:
         new = BadInputReport(entries=report.entries[before:])
@@ -500,32 +506,26 @@ def audio_dataset(
     labels_table = tf.constant(labels)
     clip_ids = tf.constant(indices, tf.int64)
 
-    def to_windows(*clip):
-        waveform, position = decode_record(*clip) if decode_record is not None else clip
-        waveform = tf.reshape(waveform, [-1])
-        windows, mask = frame_windows(waveform, length=window, shift=hop, pad_end=True)
-        count = tf.shape(windows)[0]
+    def to_windows(*group):
+        flat, lengths, positions = unpack_group(*group)
+        windows, mask, clip_of_window = packed_windows(flat, lengths, length=window, shift=hop)
+        position = tf.gather(positions, clip_of_window)
         inputs = {"inputs": tf.ensure_shape(windows, [None, window]), "mask": tf.ensure_shape(mask, [None, window])}
         if with_clip_index:
-            inputs["clip_index"] = tf.fill([count], tf.gather(clip_ids, position))
-        label = tf.gather(labels_table, position)
-        target = tf.repeat(label[tf.newaxis], count, axis=0)
+            inputs["clip_index"] = tf.gather(clip_ids, position)
+        target = tf.gather(labels_table, position)
         if sample_weights == "per_clip":
-            weight = tf.fill([count], 1.0 / tf.cast(tf.maximum(count, 1), tf.float32))
-            return inputs, target, weight
+            per_clip = tf.math.bincount(clip_of_window, minlength=tf.size(lengths), dtype=tf.float32)
+            return inputs, target, 1.0 / tf.gather(per_clip, clip_of_window)
         return inputs, target
 
-    # Windows are gathered per group of clips and re-batched, never one window at a time:
-    # per-element tf.data work (unbatch, shuffle buffer, batch) cost more than the log-mel
-    # itself (benchmarks/pipeline_audio.py). Shuffling = clip order (above) + a seeded
-    # permutation of the windows inside each group of `group_clips` clips.
+    # Windows are cut per group of clips in one vectorised step, never clip by clip or
+    # window by window: per-element tf.data work (unbatch, shuffle buffer, batch) cost
+    # more than the log-mel itself (benchmarks/pipeline_audio.py). Shuffling = clip order
+    # (above) + a seeded permutation of the windows inside each group of `group_clips`.
     group = int(group_clips or max(batch_size, 64))
-    windows = clips.map(to_windows, num_parallel_calls=tf.data.AUTOTUNE).ragged_batch(group)
-
-    def flatten(*parts):
-        return tf.nest.map_structure(lambda r: r.flat_values if isinstance(r, tf.RaggedTensor) else r, parts)
-
-    windows = windows.map(flatten, num_parallel_calls=tf.data.AUTOTUNE)
+    grouped = clips.batch(group) if cache_dir is not None else clips.ragged_batch(group)
+    windows = grouped.map(to_windows, num_parallel_calls=tf.data.AUTOTUNE)
     if shuffle:
 
         def permute(group_seed, parts):

@@ -255,6 +255,48 @@ def window_targets(per_item_targets, *, length: int, shift: int, delay: int = 0,
     return windows, valid_windows
 
 
+def windows_of_packed_clips(flat, lengths, *, length: int, shift: int, pad_value=0):
+    """Windows of many clips packed end to end, in one vectorised TF computation.
+
+    The same windows as ``frame_windows(clip, length=length, shift=shift)`` for each clip
+    in turn (pad_end=True), without a per-clip loop or padding every clip to the longest:
+    tf.data pipelines call it once per group of clips instead of once per clip.
+
+    Args:
+        flat: [total, ...] the clips' items concatenated (e.g. RaggedTensor.flat_values).
+        lengths: [clips] items per clip (sum = total).
+        length, shift: window length and shift.
+
+    Returns:
+        (windows [n_windows, length, ...], mask [n_windows, length] bool,
+        clip_of_window [n_windows] int32 index into ``lengths``).
+
+    >>> import tensorflow as tf
+    >>> w, m, c = windows_of_packed_clips(tf.range(5), tf.constant([3, 2]), length=2, shift=2)
+    >>> w.numpy().tolist(), c.numpy().tolist()
+    ([[0, 1], [2, 0], [3, 4]], [0, 0, 1])
+    """
+    import tensorflow as tf
+
+    length = _check_positive_int("length", length)
+    shift = _check_positive_int("shift", shift)
+    flat = tf.convert_to_tensor(flat)
+    lengths = tf.cast(lengths, tf.int32)
+    counts = _count_tf(lengths, length, shift, True)
+    starts = tf.cumsum(lengths, exclusive=True)
+    clip_of_window = tf.repeat(tf.range(tf.size(lengths)), counts)
+    first_window = tf.cumsum(counts, exclusive=True)
+    index_in_clip = tf.range(tf.reduce_sum(counts)) - tf.gather(first_window, clip_of_window)
+    positions = (index_in_clip * shift)[:, tf.newaxis] + tf.range(length)[tf.newaxis, :]
+    clip_lengths = tf.gather(lengths, clip_of_window)[:, tf.newaxis]
+    mask = positions < clip_lengths
+    gather_at = tf.gather(starts, clip_of_window)[:, tf.newaxis] + tf.minimum(positions, clip_lengths - 1)
+    values = tf.gather(flat, gather_at)
+    expanded = tf.reshape(mask, tf.concat([tf.shape(mask), tf.ones([tf.rank(values) - 2], tf.int32)], 0))
+    windows = tf.where(expanded, values, tf.cast(pad_value, values.dtype))
+    return windows, mask, clip_of_window
+
+
 def windows_for_clips(clips, labels=None, *, length: int, shift: int, pad_end: bool = True,
                       pad_value=0, per_item_targets=None, delay: int = 0) -> dict:
     """Windows from many clips, never crossing a clip boundary (NumPy).

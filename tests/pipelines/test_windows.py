@@ -390,3 +390,23 @@ def test_stateful_layout_rejects_bad_arguments():
     with pytest.raises(ConfigError, match="`n_windows_per_clip` must be a list of "
                                           "non-negative integers"):
         stateful_layout([1, -2], batch_size=2)
+
+
+def test_packed_clips_give_the_windows_of_each_clip_in_turn():
+    import tensorflow as tf
+
+    from pipelines.windows import frame_windows, windows_of_packed_clips
+
+    rng = np.random.default_rng(2)
+    for length, shift in [(4, 2), (5, 5), (3, 7), (6, 1)]:
+        lengths = rng.integers(0, 15, size=6)
+        lengths[2] = 0
+        clips = [rng.standard_normal((n, 2)).astype("float32") for n in lengths]
+        flat = np.concatenate(clips)
+        windows, mask, clip_of_window = windows_of_packed_clips(
+            tf.constant(flat), tf.constant(lengths), length=length, shift=shift)
+        expected = [frame_windows(c, length=length, shift=shift) for c in clips]
+        np.testing.assert_array_equal(windows.numpy(), np.concatenate([w for w, _ in expected]))
+        np.testing.assert_array_equal(mask.numpy(), np.concatenate([m for _, m in expected]))
+        np.testing.assert_array_equal(clip_of_window.numpy(),
+                                      np.repeat(np.arange(6), [len(w) for w, _ in expected]))
