@@ -56,7 +56,7 @@ def adding_problem(count: int, steps: int, rng: np.random.Generator):
 
 
 # name -> (layer factory(units, steps), clipnorm). "remedies": the best combination found
-# (relu + identity W_s as in IRNN, with gradient clipping); see README_gradients.md.
+# (relu + identity W_s as in IRNN, with gradient clipping); see README, "Gradients through time".
 MAIN_MODELS = {
     "tanh, orthogonal W_s": (lambda u, t: Recurrent(u, recurrent_initializer="orthogonal"), None),
     "IRNN (relu, identity W_s)": (

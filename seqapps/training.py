@@ -4,7 +4,7 @@ A run folder holds:
   backup/            AtomicBackupAndRestore: a killed run resumes here
   best.keras         the best model so far by validation loss, written atomically
   history.csv        one row per epoch (kept across resumes), rewritten atomically
-  logs/              TensorBoard (append-only event files; see README_distribute.md)
+  logs/              TensorBoard (append-only event files; see README, "Training on several GPUs and several machines")
 
 Under a tf.distribute strategy (model built and compiled in ``strategy.scope()``) only
 the chief writes into the run folder; other workers write to a temporary folder that is

@@ -162,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--strict", action="store_true", help="a broken input file is an error naming it")
     train.add_argument("--strategy", choices=["auto", "default", "mirrored", "multi-worker"], default="auto",
                        help="tf.distribute strategy; auto: mirrored with >1 GPU, multi-worker when TF_CONFIG "
-                            "names several workers, else default (see README_distribute.md)")
+                            "names several workers, else default (see README)")
     train.add_argument("--per-replica-batch", action="store_true",
                        help="batch_size is per replica (global = batch_size x replicas, learning rate scaled "
                             "linearly); default: batch_size is the global batch")

@@ -89,7 +89,7 @@ def activation_derivative(phi: Callable, pre_activation: tf.Tensor, states: tf.T
 # Steps per iteration of the time loops. A tf.while_loop iteration costs several
 # control-flow ops per loop variable; unrolling pays that once per chunk. Sequences of
 # known length up to _FULL_UNROLL_MAX steps have no loop at all. Chosen by measurement
-# (benchmarks/recurrent.py and README_perf.md): at 1000 steps chunks of 8/16/32/64 gave
+# (benchmarks/recurrent.py, README "Performance"): at 1000 steps chunks of 8/16/32/64 gave
 # train-step ratios to SimpleRNN of 0.41/0.39/0.38/0.40; at 100 steps writing all steps
 # out beat chunks of 16 (0.63 vs 0.82).
 _UNROLL = 32
