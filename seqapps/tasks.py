@@ -105,7 +105,10 @@ class SequenceModel(keras.Model):
         self.built = True
 
     def _make_head(self):
-        raise NotImplementedError  # subclasses give the head
+        raise TypeError(
+            "SequenceModel is the shared body of SequenceClassifier and SequenceRegressor; "
+            "build one of those"
+        )
 
     # ------------------------------------------------------------------ inputs
     def features_and_mask(self, inputs, training=None):

@@ -58,8 +58,9 @@ class _FrameLayer(keras.layers.Layer):
     def compute_mask(self, inputs, mask=None):
         return mask
 
-    def feature_size(self, channels: int) -> int:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def feature_size(self, channels: int) -> int:
+        """Features per frame for `channels` input channels; each frame layer defines it."""
+        raise TypeError(f"{type(self).__name__} does not define feature_size")
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], input_shape[1], self.feature_size(input_shape[-1]))
