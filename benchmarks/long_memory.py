@@ -74,6 +74,11 @@ REMEDY_MODELS = {
     "relu, spectral radius 0.9 + clipnorm 1": (
         lambda u, t: Recurrent(u, activation="relu",
                                recurrent_initializer=("spectral_radius", 0.9)), CLIPNORM),
+    "tanh, orthogonal W_s + normalised a(n)": (
+        lambda u, t: Recurrent(u, normalize_preactivation=True), None),
+    "IRNN + clipnorm 1 + normalised a(n)": (
+        lambda u, t: Recurrent(u, activation="relu", recurrent_initializer="identity",
+                               normalize_preactivation=True), CLIPNORM),
     "IRNN + clipnorm 1 + truncate_bptt T/4": (
         lambda u, t: Recurrent(u, activation="relu", recurrent_initializer="identity",
                                truncate_bptt=max(1, t // 4)), CLIPNORM),

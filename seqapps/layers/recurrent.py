@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from seqapps.errors import invalid_argument
 from seqapps.layers.bptt import recurrence, resolve_activation
+from seqapps.layers.bptt_normalized import normalized_recurrence
 from seqapps.layers.initializers import SpectralRadius
 
 _NOT_ELEMENTWISE = ("softmax", "log_softmax")
@@ -58,6 +59,10 @@ class Recurrent(keras.layers.Layer):
         learn_initial_state: make s(0) a trainable weight `initial_state` [units].
         truncate_bptt: None for full BPTT, or k: the gradient through the state is cut
             every k steps, so no output's gradient reaches more than k steps back.
+        normalize_preactivation: layer-normalise a(n) over units before phi, with
+            trainable `preactivation_gamma` and `preactivation_beta` (Ba et al. 2016),
+            z(n) = gamma * (a - mean(a)) / sqrt(var(a) + 1e-3) + beta, s(n) = phi(z(n));
+            its BPTT is explicit too (seqapps.layers.bptt_normalized).
         seed: seed of the dropout noise.
 
     Call arguments:
@@ -106,6 +111,7 @@ class Recurrent(keras.layers.Layer):
         stateful: bool = False,
         learn_initial_state: bool = False,
         truncate_bptt: int | None = None,
+        normalize_preactivation: bool = False,
         seed: int | None = None,
         **kwargs,
     ):
@@ -145,6 +151,7 @@ class Recurrent(keras.layers.Layer):
         self.stateful = stateful
         self.learn_initial_state = learn_initial_state
         self.truncate_bptt = truncate_bptt
+        self.normalize_preactivation = bool(normalize_preactivation)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed) if dropout else None
         self.supports_masking = True
@@ -180,6 +187,14 @@ class Recurrent(keras.layers.Layer):
                 initializer=self.bias_initializer,
                 regularizer=self.bias_regularizer,
                 constraint=self.bias_constraint,
+            )
+        self.preactivation_gamma = self.preactivation_beta = None
+        if self.normalize_preactivation:
+            self.preactivation_gamma = self.add_weight(
+                name="preactivation_gamma", shape=(self.units,), initializer="ones"
+            )
+            self.preactivation_beta = self.add_weight(
+                name="preactivation_beta", shape=(self.units,), initializer="zeros"
             )
         self.initial_state = None
         if self.learn_initial_state:
@@ -278,6 +293,19 @@ class Recurrent(keras.layers.Layer):
         if time_major.shape[0] == 0:
             # A sequence known to be empty: no recursion, the state stays s(0).
             states = tf.zeros(tf.stack([0, batch, self.units]), dtype)
+        elif self.normalize_preactivation:
+            states = normalized_recurrence(
+                time_major,
+                kernel,
+                recurrent_kernel,
+                bias,
+                initial_state,
+                tf.cast(tf.convert_to_tensor(self.preactivation_gamma), dtype),
+                tf.cast(tf.convert_to_tensor(self.preactivation_beta), dtype),
+                activation=self._phi,
+                mask=mask,
+                truncate_bptt=self.truncate_bptt,
+            )
         else:
             states = recurrence(
                 time_major,
@@ -338,6 +366,7 @@ class Recurrent(keras.layers.Layer):
             "stateful": self.stateful,
             "learn_initial_state": self.learn_initial_state,
             "truncate_bptt": self.truncate_bptt,
+            "normalize_preactivation": self.normalize_preactivation,
             "seed": self.seed,
         }
         return {**super().get_config(), **config}
