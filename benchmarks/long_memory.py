@@ -103,9 +103,29 @@ def _unrolled_cell_norms(model, x, y) -> list[float]:
     return [float(tf.norm(g)) for g in tape.gradient(loss, hidden)]
 
 
+def _stepwise_layer_norms(model, x, y) -> list[float]:
+    """||dLoss/ds(n)|| for a Recurrent layer the diagnostics cannot see (normalised a(n)):
+    the layer called one step at a time, the state carried explicitly and watched."""
+    layer, head = model.layers[0], model.layers[1]
+    one_step = Recurrent.from_config({**layer.get_config(), "return_state": True, "name": "step"})
+    one_step.build(x.shape)
+    one_step.set_weights(layer.get_weights())
+    state, states = tf.zeros([x.shape[0], layer.units]), []
+    with tf.GradientTape() as tape:
+        for n in range(x.shape[1]):
+            _, state = one_step(x[:, n : n + 1], initial_state=state)
+            tape.watch(state)
+            states.append(state)
+        loss = tf.reduce_mean(tf.square(head(states[-1]) - y))
+    return [float(tf.norm(g)) for g in tape.gradient(loss, states)]
+
+
 def gradient_ratio(model, x, y) -> dict:
     """First/last gradient-norm ratio and memory horizon of the model's recurrent layer."""
-    if isinstance(model.layers[0], Recurrent):
+    layer = model.layers[0]
+    if isinstance(layer, Recurrent) and layer.normalize_preactivation:
+        return summarize_norms(_stepwise_layer_norms(model, x, y))
+    if isinstance(layer, Recurrent):
         return gradient_report(model, x, y, loss="mse")["layers"][0]["summary"]
     return summarize_norms(_unrolled_cell_norms(model, x, y))
 
