@@ -113,7 +113,11 @@ def train_run(kind: str, *, run_dir, data_dir=None, manifest=None, task="classif
     with distribute.worker_run_dir(run_dir, strategy) as out_dir:
         split = _load_or_make_split(run_dir, source, training, out_dir)
         if not split["train"] or not split["val"]:
-            raise ConfigError(f"too few examples to split into train and validation: {len(source.examples)} usable")
+            groups = len({e.group or e.path for e in source.examples})
+            raise ConfigError(
+                f"too few examples or groups to split into train and validation: "
+                f"{len(source.examples)} usable examples in {groups} groups (a group never spans two splits)"
+            )
         return _train_and_evaluate(kind, source, split, settings=settings, strategy=strategy, run_dir=run_dir,
                                    out_dir=out_dir, batch_size=batch_size, learning_rate=learning_rate,
                                    report=report, verbose=verbose)

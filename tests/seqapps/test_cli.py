@@ -176,3 +176,26 @@ def test_export_then_predict_from_savedmodel_matches_run(trained_run, audio_set,
         assert abs(a["probability"] - b["probability"]) < 1e-4
     again = _run("export", trained_run, "--name", "words", "--base-dir", tmp_path, "--version", 1)
     assert again.returncode == 2 and "exists" in again.stderr
+
+
+def test_regression_train_evaluate_predict(audio_set, tmp_path):
+    import csv
+
+    folder, config = audio_set
+    rows = list(csv.DictReader((folder / "manifest.csv").open()))
+    classes = sorted({row["label"] for row in rows})
+    manifest = tmp_path / "regress.csv"
+    with manifest.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "label", "group"])
+        for row in rows:
+            writer.writerow([folder / row["path"], classes.index(row["label"]) / 2, row["group"]])
+    run_dir = tmp_path / "run"
+    result = _run("train", "audio", "--manifest", manifest, "--task", "regress", "--run-dir", run_dir,
+                  "--epochs", 1, "--config", config)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "mae=" in result.stdout and (run_dir / "targets.json").is_file()
+    metrics = json.loads(_run("evaluate", run_dir, "--manifest", manifest, "--json").stdout.strip())
+    assert {"mae", "rmse", "r2", "n"} <= set(metrics) and metrics["n"] == len(rows)
+    predicted = _run("predict", run_dir, folder / rows[0]["path"]).stdout.strip().split("\t")
+    assert len(predicted) == 2 and float(predicted[1]) == float(predicted[1])  # a finite number
