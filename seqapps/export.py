@@ -590,10 +590,7 @@ def export_run(
     Example (shell): ``seqapps export runs/kws --name kws`` calls
     ``export_run("runs/kws", name="kws")`` and prints the returned folder.
     """
-    import keras
-
-    import seqapps.layers.recurrent  # noqa: F401  (registers the serializable classes)
-    import seqapps.tasks  # noqa: F401
+    import keras  # the classes model.keras names were registered when seqapps was imported
 
     run_dir = Path(run_dir)
     model_path = run_dir / "model.keras"
@@ -602,7 +599,6 @@ def export_run(
     config = _read_json(run_dir / "config.json", required=True)
     if not isinstance(config, dict):
         raise ConfigError(f"{run_dir / 'config.json'}: expected a JSON object")
-    _import_frontends(config.get("kind"))
     model = keras.models.load_model(model_path, compile=False)
     labels = _read_json(run_dir / "labels.json", required=False)
     if labels is not None and _is_classifier(model):
@@ -620,18 +616,6 @@ def export_run(
     }
     return export_model(model, base_dir=base_dir, name=name, preprocessing=preprocessing,
                         version=version, model_card=card, warmup_examples=warmup_examples)
-
-
-def _import_frontends(kind) -> None:
-    """Register the frontend layers a run's model.keras may name."""
-    modules = {"audio": "seqapps.layers.audio_frontends", "video": "seqapps.layers.video_frontends"}
-    for module_kind, module in modules.items():
-        if kind in (None, module_kind):
-            try:
-                __import__(module)
-            except ImportError:  # pragma: no cover - the other kind's optional layers
-                if kind == module_kind:
-                    raise
 
 
 def _read_json(path: Path, *, required: bool):

@@ -35,6 +35,15 @@ def load_source(kind: str, *, data_dir=None, manifest=None, task="classify", tar
     return sources.from_directory(data_dir, extensions=extensions, report=report, kind=kind)
 
 
+def with_model_classes(source: sources.DataSource, class_names: list[str]) -> sources.DataSource:
+    """Relabel a source by a trained model's class list (new data may lack some classes)."""
+    unknown = sorted({e.label for e in source.examples} - set(class_names))
+    if unknown:
+        raise ConfigError(f"labels the model was not trained on: {', '.join(unknown)} (known: {', '.join(class_names)})")
+    return sources.DataSource(examples=source.examples, class_names=list(class_names),
+                              target_names=source.target_names, task=source.task)
+
+
 # --------------------------------------------------------------------------- frontends
 def make_frontend(kind: str, data: dict):
     """The in-graph frontend for raw input of `kind`, and the raw input shape."""
@@ -131,7 +140,7 @@ def make_dataset(kind: str, source, indices, *, data: dict, frontend, batch_size
 def clip_predictions(model, dataset: tf.data.Dataset, n_clips_hint: int | None = None):
     """Window predictions aggregated per clip (mean of probabilities / values).
 
-    Returns (clip_ids in order of first appearance, clip predictions, clip targets).
+    Returns (sorted clip ids, their clip predictions, their targets).
     """
     from pipelines.windows import aggregate_clip_predictions, aggregate_clip_regression
 
@@ -146,12 +155,11 @@ def clip_predictions(model, dataset: tf.data.Dataset, n_clips_hint: int | None =
     predictions = np.concatenate(predictions)
     clip_index = np.concatenate(clip_index).astype(np.int64)
     targets = np.concatenate(targets)
-    clips, dense = np.unique(clip_index, return_inverse=True)
+    clips, first, dense = np.unique(clip_index, return_index=True, return_inverse=True)
     if predictions.ndim == 2 and getattr(model, "num_classes", None):
         per_clip = aggregate_clip_predictions(predictions, dense, n_clips=len(clips))
     else:
         per_clip = aggregate_clip_regression(predictions, dense, n_clips=len(clips))
-    first = np.array([np.flatnonzero(dense == c)[0] for c in range(len(clips))])
     return clips, per_clip, targets[first]
 
 

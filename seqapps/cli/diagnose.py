@@ -54,7 +54,7 @@ def diagnose_run(run_dir=None, *, config_file=None, data_dir=None, out_dir="diag
             source = sources.read_split(Path(run_dir) / "split.csv")
             source = source.subset([i for i, e in enumerate(source.examples) if e.split == "val"])
         if config["task"] == "classify":
-            source = sources.DataSource(source.examples, model.class_names, None, "classify")
+            source = cli_data.with_model_classes(source, model.class_names)
         cache = Path(run_dir) / "cache"
     else:
         raw = json.loads(Path(config_file).read_text()) if Path(config_file).is_file() else None

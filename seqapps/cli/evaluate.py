@@ -7,19 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.report import BadInputReport
-from pipelines.sources import DataSource
 from seqapps.cli import data as cli_data
 from seqapps.cli.train import evaluate_split, load_run
 from seqapps.errors import BadMediaError, ConfigError
-
-
-def _with_model_classes(source: DataSource, class_names: list[str]) -> DataSource:
-    """Relabel a source by the model's class list (a folder of new data may lack classes)."""
-    unknown = sorted({e.label for e in source.examples} - set(class_names))
-    if unknown:
-        raise ConfigError(f"labels the model was not trained on: {', '.join(unknown)} (known: {', '.join(class_names)})")
-    return DataSource(examples=source.examples, class_names=list(class_names),
-                      target_names=source.target_names, task=source.task)
 
 
 def evaluate_run(run_dir, *, data_dir=None, manifest=None, strict=False) -> dict:
@@ -31,7 +21,7 @@ def evaluate_run(run_dir, *, data_dir=None, manifest=None, strict=False) -> dict
                                   target_columns=getattr(model, "target_names", None) if manifest and config["task"] == "regress" else None,
                                   report=report)
     if config["task"] == "classify":
-        source = _with_model_classes(source, model.class_names)
+        source = cli_data.with_model_classes(source, model.class_names)
     metrics = evaluate_split(model, kind, source, list(range(len(source.examples))), settings=settings,
                              run_dir=Path(run_dir) / "eval", report=report)
     metrics["skipped_files"] = report.skipped

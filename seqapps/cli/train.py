@@ -196,8 +196,5 @@ def load_run(run_dir) -> tuple[keras.Model, dict]:
     if not model_path.is_file():
         raise ConfigError(f"{run_dir} holds no trained model (model.keras is missing); run `seqapps train` first")
     config = json.loads((run_dir / "config.json").read_text())
-    import seqapps.layers.audio_frontends  # noqa: F401  (registers the frontends for loading)
-    import seqapps.layers.video_frontends  # noqa: F401
-
     return keras.models.load_model(model_path), config
 
