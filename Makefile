@@ -6,10 +6,13 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test bench lint clean
 
-$(STAMP): setup.cfg pyproject.toml
+$(STAMP): setup.cfg pyproject.toml seqapps/layers/recurrence_kernels.cc
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test,serving]'
+	# Compile the recurrent layer's training kernels now (about a minute, once per
+	# TensorFlow version and CPU) rather than in the first training step.
+	$(BIN)/python -c 'import sys, seqapps.layers.native as n; sys.exit(n.main())'
 	touch $(STAMP)
 
 demo: $(STAMP)

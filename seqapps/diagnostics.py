@@ -141,12 +141,18 @@ def _capturing(layers: list[Recurrent], tape: tf.GradientTape) -> Iterator[list[
     current: list[Recurrent] = []
     original_recurrence = recurrent_module.recurrence
 
-    def recording_recurrence(*args, **kwargs):
+    def recording_recurrence(*args, return_final_state=False, **kwargs):
+        # The loss must reach the recorded states through the states tensor itself, so the
+        # final state is taken from it here rather than returned by the recursion.
+        kwargs["final_state_only"] = False
         states = original_recurrence(*args, **kwargs)
         if current:
             tape.watch(states)
             captures.append(_Capture(current[-1], (args, kwargs), states))
-        return states
+        if not return_final_state:
+            return states
+        final = tf.cond(tf.shape(states)[0] > 0, lambda: states[-1], lambda: args[4])
+        return states, final
 
     def wrap(layer, original_call):
         def call(*args, **kwargs):
@@ -159,6 +165,9 @@ def _capturing(layers: list[Recurrent], tape: tf.GradientTape) -> Iterator[list[
         return call
 
     recurrent_module.recurrence = recording_recurrence
+    # The compiled training loops bypass bptt.recurrence, so they are off while recording.
+    original_native_ops = recurrent_module.native_ops
+    recurrent_module.native_ops = lambda *args: None
     wrapped = []
     try:
         for layer in layers:
@@ -170,6 +179,7 @@ def _capturing(layers: list[Recurrent], tape: tf.GradientTape) -> Iterator[list[
         for layer in wrapped:
             object.__delattr__(layer, "call")
         recurrent_module.recurrence = original_recurrence
+        recurrent_module.native_ops = original_native_ops
 
 
 def _recursion_inputs(arguments):

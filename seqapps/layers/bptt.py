@@ -21,6 +21,11 @@ gradient of an output never reaches an input more than k steps before it.
 
 Everything here is time-major ([time, batch, units]) because the loop indexes time.
 
+These TF graph loops run for inference (and so in exported SavedModels), with masks,
+under XLA, for bfloat16 and for any elementwise activation; training steps use the
+compiled kernels of seqapps.layers.bptt_native where those apply. Both give the same
+numbers (tests/seqapps/test_native_kernels.py).
+
 Speed (measured in benchmarks/recurrent.py, see README): on CPU a step is one small
 matrix product, so what a step costs besides it matters. The loops are written out in
 the graph for sequences of known length up to _FULL_UNROLL_MAX steps, and otherwise run
@@ -256,8 +261,9 @@ def _backward_loop(d_states, recurrent_kernel, *, derivative=None, states=None, 
     """backward_recursion with dA(n) from `derivative`, or from fused(s(n), G(n)) and
     `mask` (the fused op cannot know a step is masked).
 
-    With `d_final` [B, U] instead of `d_states` (None), the only gradient from outside
-    is the one reaching the final state, so G(T) = d_final and each step saves an add.
+    `d_final` [B, U] (or None) is the gradient reaching the final state s(T) on its own;
+    with `d_states` None it is the only gradient from outside, so G(T) = d_final and each
+    step saves an add.
     """
     transposed = tf.transpose(recurrent_kernel)
     final_only = d_states is None
@@ -286,7 +292,7 @@ def _backward_loop(d_states, recurrent_kernel, *, derivative=None, states=None, 
             new_carry *= at["keep"]
         return new_carry, ((d_a, total) if record_state_gradients else (d_a,))
 
-    carry = d_final if final_only else tf.zeros_like(d_states[0])
+    carry = tf.zeros_like(d_states[0]) if d_final is None else d_final
     d_initial, outputs = _scan(
         step, [named[name] for name in names], carry, reverse=True,
         outputs=2 if record_state_gradients else 1,
@@ -307,7 +313,8 @@ def recurrence(
     mask: tf.Tensor | None = None,
     truncate_bptt: int | None = None,
     final_state_only: bool = False,
-) -> tf.Tensor:
+    return_final_state: bool = False,
+):
     """All states s(1..T) of the recursion, with an explicit BPTT gradient.
 
     Args:
@@ -318,23 +325,30 @@ def recurrence(
         activation: phi, any elementwise Keras activation.
         mask: [time, batch] bool; masked steps hold the state.
         truncate_bptt: None, or k: the state's gradient is cut every k steps.
-        final_state_only: a promise that nothing downstream uses states[:-1] (a layer
-            with return_sequences=False); the backward pass then starts from the
-            gradient of states[-1] alone and saves an add per step.
+        final_state_only: a promise that nothing downstream uses the states (only the
+            final state, return_final_state=True); the backward pass then starts from the
+            final state's gradient alone and saves an add per step.
+        return_final_state: also return s(T) (s(0) for an empty sequence) as its own
+            tensor, whose gradient needs no [time, batch, units] scatter.
 
     Returns:
-        states [time, batch, units]; the final state is states[-1].
+        states [time, batch, units]; with return_final_state, (states, final state).
     """
     phi = resolve_activation(activation)
     mask3 = None if mask is None else tf.expand_dims(tf.cast(mask, tf.bool), -1)
     fused = _FUSED_BACKWARD.get(phi)
+    steps = inputs.shape[0]
 
     @tf.custom_gradient
     def _recurrence(inputs, kernel, recurrent_kernel, bias, initial_state):
         projected = _project(inputs, kernel, bias)
         states = _forward_loop(projected, recurrent_kernel, initial_state, mask3, phi)
+        if steps is not None and steps > 0:
+            final = states[-1]
+        else:
+            final = tf.cond(tf.shape(states)[0] > 0, lambda: states[-1], lambda: initial_state)
 
-        def grad(d_states):
+        def grad(d_states, d_final):
             mask_float = None if mask3 is None else tf.cast(mask3, d_states.dtype)
             keep_carry = None
             if truncate_bptt is not None:
@@ -350,12 +364,10 @@ def recurrence(
                 derivative = activation_derivative(phi, pre_activation, states)
                 if mask_float is not None:
                     derivative *= mask_float
-            d_final = None
-            if final_state_only:
-                d_final, d_states = d_states[-1], None
             d_pre, d_initial = _backward_loop(
-                d_states, recurrent_kernel, d_final=d_final, derivative=derivative,
-                states=states, fused=fused, mask=mask_float, keep_carry=keep_carry,
+                None if final_state_only else d_states, recurrent_kernel, d_final=d_final,
+                derivative=derivative, states=states, fused=fused, mask=mask_float,
+                keep_carry=keep_carry,
             )
             d_inputs = tf.einsum("tbu,fu->tbf", d_pre, kernel)
             d_kernel = tf.einsum("tbf,tbu->fu", inputs, d_pre)
@@ -366,6 +378,7 @@ def recurrence(
             d_bias = tf.reduce_sum(d_pre, axis=[0, 1])
             return d_inputs, d_kernel, d_recurrent, d_bias, d_initial
 
-        return states, grad
+        return (states, final), grad
 
-    return _recurrence(inputs, kernel, recurrent_kernel, bias, initial_state)
+    states, final = _recurrence(inputs, kernel, recurrent_kernel, bias, initial_state)
+    return (states, final) if return_final_state else states

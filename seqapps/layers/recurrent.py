@@ -3,7 +3,9 @@
     a(n) = x(n) W_x + s(n-1) W_s + b,   s(n) = phi(a(n)),   s(0) given (zeros by default)
 
 The layer owns its time loop (it is not a cell inside keras.layers.RNN) and its backward
-pass (seqapps.layers.bptt). Weights are named as in keras.layers.SimpleRNN (`kernel`,
+pass: in training steps the compiled kernels of seqapps.layers.bptt_native where they
+run, otherwise (inference, export, masks, XLA, other dtypes) TF graph loops
+(seqapps.layers.bptt). Both compute the same numbers. Weights are named as in keras.layers.SimpleRNN (`kernel`,
 `recurrent_kernel`, `bias`), so weights copy across with set_weights.
 """
 
@@ -14,6 +16,7 @@ import tensorflow as tf
 
 from seqapps.errors import invalid_argument
 from seqapps.layers.bptt import recurrence, resolve_activation
+from seqapps.layers.bptt_native import native_ops, native_recurrence
 from seqapps.layers.bptt_normalized import normalized_recurrence
 from seqapps.layers.initializers import SpectralRadius
 
@@ -276,13 +279,6 @@ class Recurrent(keras.layers.Layer):
             )
             inputs = inputs * noise
 
-        time_major = tf.transpose(inputs, [1, 0, 2])
-        if mask is not None:
-            mask = tf.transpose(tf.cast(mask, tf.bool), [1, 0])
-        if self.go_backwards:
-            time_major = tf.reverse(time_major, [0])
-            mask = None if mask is None else tf.reverse(mask, [0])
-
         kernel = tf.cast(tf.convert_to_tensor(self.kernel), dtype)
         recurrent_kernel = tf.cast(tf.convert_to_tensor(self.recurrent_kernel), dtype)
         bias = (
@@ -290,6 +286,40 @@ class Recurrent(keras.layers.Layer):
             if self.use_bias
             else tf.zeros([self.units], dtype)
         )
+        weights = (kernel, recurrent_kernel, bias, initial_state)
+        # Compiled loops in training steps only: graphs traced for inference, and so the
+        # SavedModels exported for TF Serving, hold standard TF ops alone.
+        ops = None
+        if training and mask is None and not self.normalize_preactivation:
+            ops = native_ops(self._phi, dtype)
+        if ops is not None:
+            sequence = tf.reverse(inputs, [1]) if self.go_backwards else inputs
+            states, final_state = native_recurrence(
+                ops, sequence, *weights, activation=self._phi,
+                truncate_bptt=self.truncate_bptt, final_state_only=not self.return_sequences,
+            )
+            outputs = states if self.return_sequences else final_state
+        else:
+            states, final_state = self._graph_recursion(inputs, mask, weights, batch)
+            outputs = tf.transpose(states, [1, 0, 2]) if self.return_sequences else final_state
+
+        if self.stateful:
+            self.state.assign(tf.cast(final_state, self.state.dtype))
+        if self.return_state:
+            return outputs, final_state
+        return outputs
+
+    def _graph_recursion(self, inputs, mask, weights, batch):
+        """(time-major states, final state) from the TF graph loops of bptt."""
+        kernel, recurrent_kernel, bias, initial_state = weights
+        dtype = self.compute_dtype
+        time_major = tf.transpose(inputs, [1, 0, 2])
+        if mask is not None:
+            mask = tf.transpose(tf.cast(mask, tf.bool), [1, 0])
+        if self.go_backwards:
+            time_major = tf.reverse(time_major, [0])
+            mask = None if mask is None else tf.reverse(mask, [0])
+        final_state = None
         if time_major.shape[0] == 0:
             # A sequence known to be empty: no recursion, the state stays s(0).
             states = tf.zeros(tf.stack([0, batch, self.units]), dtype)
@@ -307,7 +337,7 @@ class Recurrent(keras.layers.Layer):
                 truncate_bptt=self.truncate_bptt,
             )
         else:
-            states = recurrence(
+            states, final_state = recurrence(
                 time_major,
                 kernel,
                 recurrent_kernel,
@@ -317,18 +347,14 @@ class Recurrent(keras.layers.Layer):
                 mask=mask,
                 truncate_bptt=self.truncate_bptt,
                 final_state_only=not self.return_sequences,
+                return_final_state=True,
             )
-        # An empty sequence leaves the state where it was.
-        final_state = tf.cond(
-            tf.shape(states)[0] > 0, lambda: states[-1], lambda: initial_state
-        )
-        if self.stateful:
-            self.state.assign(tf.cast(final_state, self.state.dtype))
-
-        outputs = tf.transpose(states, [1, 0, 2]) if self.return_sequences else final_state
-        if self.return_state:
-            return outputs, final_state
-        return outputs
+        if final_state is None:
+            # An empty sequence leaves the state where it was.
+            final_state = tf.cond(
+                tf.shape(states)[0] > 0, lambda: states[-1], lambda: initial_state
+            )
+        return states, final_state
 
     def compute_mask(self, inputs, mask=None):
         output_mask = mask if self.return_sequences else None

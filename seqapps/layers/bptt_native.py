@@ -1,0 +1,91 @@
+"""The recursion for training steps, run by the compiled kernels (seqapps.layers.native).
+
+Same mathematics as seqapps.layers.bptt (whose docstring derives the BPTT recursion), laid
+out for speed on a CPU: batch-major like the layer's inputs and outputs, so nothing is
+transposed; the loops, dW_s and db in two kernels; x W_x + b, dW_x and dx as single large
+products in TF.
+
+>>> import tensorflow as tf
+>>> ops = native_ops("tanh", tf.float32)          # None where the kernels cannot run
+>>> x = tf.ones([1, 3, 1])                        # batch-major: batch 1, 3 steps
+>>> if ops is not None:
+...     states, final = native_recurrence(ops, x, tf.ones([1, 1]), tf.constant([[0.5]]),
+...                                       tf.zeros([1]), tf.zeros([1, 1]), activation="linear")
+...     assert [round(float(v), 3) for v in tf.reshape(states, [-1])] == [1.0, 1.5, 1.75]
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+from tensorflow.python.ops import control_flow_util
+
+from seqapps.layers import native
+from seqapps.layers.bptt import resolve_activation
+
+# The activations recurrence_kernels.cc implements, by its attr name.
+_KERNEL_ACTIVATION = {
+    keras.activations.tanh: "tanh",
+    keras.activations.sigmoid: "sigmoid",
+    keras.activations.relu: "relu",
+    keras.activations.linear: "linear",
+}
+
+
+def native_ops(activation, dtype):
+    """The kernel module when the kernels can run here, else None.
+
+    They run for float32/float64, the four activations they implement, on a machine
+    without a GPU, outside XLA compilation (which cannot compile custom ops), and when
+    seqapps.layers.native could build them.
+    """
+    if (
+        resolve_activation(activation) not in _KERNEL_ACTIVATION
+        or tf.as_dtype(dtype) not in (tf.float32, tf.float64)
+        or control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
+        or tf.config.list_logical_devices("GPU")
+    ):
+        return None
+    return native.load()
+
+
+def native_recurrence(ops, inputs, kernel, recurrent_kernel, bias, initial_state, *,
+                      activation="tanh", truncate_bptt=None, final_state_only=False):
+    """(states [batch, time, units], final state [batch, units]) with BPTT in the kernels.
+
+    Args:
+        ops: from native_ops().
+        inputs: [batch, time, features], batch-major.
+        kernel, recurrent_kernel, bias, initial_state: W_x, W_s, b, s(0).
+        activation: one of tanh, sigmoid, relu, linear (native_ops says which run).
+        truncate_bptt: None, or k: the state's gradient is cut every k steps (as bptt).
+        final_state_only: a promise that only the final state is used downstream.
+    """
+    name = _KERNEL_ACTIVATION[resolve_activation(activation)]
+
+    @tf.custom_gradient
+    def _recurrence(inputs, kernel, recurrent_kernel, bias, initial_state):
+        features = tf.shape(inputs)[-1]
+        flat_inputs = tf.reshape(inputs, [-1, features])
+        projected = tf.nn.bias_add(tf.matmul(flat_inputs, kernel), bias)
+        projected = tf.reshape(projected, tf.concat([tf.shape(inputs)[:-1], [-1]], 0))
+        states, final = ops.seqapps_recurrence_forward(
+            projected, recurrent_kernel, initial_state, activation=name
+        )
+
+        def grad(d_states, d_final):
+            if final_state_only:
+                # Nothing reads d_states, so the zeros TF made for it are pruned.
+                d_states = tf.zeros([0, 0, 0], d_final.dtype)
+            d_pre, d_initial, d_recurrent, d_bias = ops.seqapps_recurrence_backward(
+                states, recurrent_kernel, initial_state, d_states, d_final,
+                activation=name, truncate=truncate_bptt or 0,
+            )
+            flat_d_pre = tf.reshape(d_pre, [-1, tf.shape(kernel)[-1]])
+            d_kernel = tf.matmul(flat_inputs, flat_d_pre, transpose_a=True)
+            d_inputs = tf.reshape(tf.matmul(flat_d_pre, kernel, transpose_b=True), tf.shape(inputs))
+            return d_inputs, d_kernel, d_recurrent, d_bias, d_initial
+
+        return (states, final), grad
+
+    return _recurrence(inputs, kernel, recurrent_kernel, bias, initial_state)

@@ -1,0 +1,335 @@
+// The time loops of the plain recurrent layer as two TensorFlow CPU kernels.
+//
+//   forward:   s(n) = phi(p(n) + s(n-1) W_s),  p(n) = x(n) W_x + b computed by TF before
+//   backward:  G(n) = dS(n) + dA(n+1) W_s^T,   dA(n) = G(n) * phi'(s(n)),
+//              dW_s = sum_n s(n-1)^T dA(n),    db = sum_n dA(n)
+//
+// Why kernels: on a CPU each step is one small product ([batch, units] x [units, units]).
+// As TF graph ops a step also pays the executor for the add and the activation (about as
+// much as the product itself), and the product cannot use both cores without a hand-off
+// per step. Here the batch rows are split once into one shard per worker thread: rows
+// never interact in the recursion, so each thread runs all steps for its rows without
+// synchronising. dW_s and db are summed per shard while s(n-1) and dA(n) are in cache.
+// x W_x + b, dW_x and dx stay in TF as single large products (oneDNN does them well).
+//
+// Tensors are batch-major ([batch, time, units]) like the layer's inputs and outputs, so
+// the layer transposes nothing. Built on first use by seqapps/layers/native.py (the
+// compiler with TF's own flags) and used for training steps only: graphs traced for
+// inference and export keep to standard TF ops.
+
+#include <algorithm>
+#include <initializer_list>
+#include <string>
+#include <vector>
+
+#include <Eigen/Dense>
+
+#include "tensorflow/core/framework/op.h"
+#include "tensorflow/core/framework/op_kernel.h"
+#include "tensorflow/core/framework/shape_inference.h"
+#include "tensorflow/core/util/work_sharder.h"
+
+namespace seqapps {
+
+using tensorflow::OpKernel;
+using tensorflow::OpKernelConstruction;
+using tensorflow::OpKernelContext;
+using tensorflow::Tensor;
+using tensorflow::shape_inference::InferenceContext;
+
+enum class Activation { kTanh, kRelu, kSigmoid, kLinear };
+
+tensorflow::Status ParseActivation(const std::string& name, Activation* out) {
+  if (name == "tanh") *out = Activation::kTanh;
+  else if (name == "relu") *out = Activation::kRelu;
+  else if (name == "sigmoid") *out = Activation::kSigmoid;
+  else if (name == "linear") *out = Activation::kLinear;
+  else return tensorflow::errors::InvalidArgument("activation must be tanh, relu, sigmoid or linear, got ", name);
+  return tensorflow::OkStatus();
+}
+
+template <typename T>
+using Matrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+template <typename T>
+using ConstMap = Eigen::Map<const Matrix<T>>;
+template <typename T>
+using MutableMap = Eigen::Map<Matrix<T>>;
+
+// phi applied in place.
+template <typename T>
+void Apply(Activation activation, Matrix<T>* a) {
+  switch (activation) {
+    case Activation::kTanh: *a = a->array().tanh(); break;
+    case Activation::kRelu: *a = a->array().max(T(0)); break;
+    case Activation::kSigmoid: *a = a->array().logistic(); break;
+    case Activation::kLinear: break;
+  }
+}
+
+// dA = G * phi'(a), with phi'(a) written from s = phi(a) (exact for these four).
+template <typename T, typename States, typename Out>
+void TimesDerivative(Activation activation, const Matrix<T>& g, const States& s, Out& d_a) {
+  switch (activation) {
+    case Activation::kTanh: d_a = g.array() * (T(1) - s.array().square()); break;
+    case Activation::kRelu: d_a = (s.array() > T(0)).select(g.array(), T(0)); break;
+    case Activation::kSigmoid: d_a = g.array() * s.array() * (T(1) - s.array()); break;
+    case Activation::kLinear: d_a = g; break;
+  }
+}
+
+// How many shards ForEachRowShard makes: one per worker thread, at most one per row.
+int64_t RowShards(OpKernelContext* context, int64_t rows) {
+  auto* pool = context->device()->tensorflow_cpu_worker_threads()->workers;
+  return std::max<int64_t>(1, std::min<int64_t>(pool->NumThreads(), rows));
+}
+
+// Runs fn(shard, first_row, end_row) for each of RowShards(rows) shards of the batch rows.
+template <typename Fn>
+void ForEachRowShard(OpKernelContext* context, int64_t rows, Fn fn) {
+  auto* pool = context->device()->tensorflow_cpu_worker_threads()->workers;
+  const int64_t shards = RowShards(context, rows);
+  // A huge cost per unit makes ParallelFor give every shard its own task.
+  pool->ParallelFor(shards, int64_t{1} << 40, [&](int64_t begin, int64_t end) {
+    for (int64_t shard = begin; shard < end; ++shard) {
+      fn(shard, rows * shard / shards, rows * (shard + 1) / shards);
+    }
+  });
+}
+
+// Rows (b, n) of a batch-major [batch, time, units] tensor for a shard of batch rows at
+// step n: `rows` rows `time * units` apart.
+template <typename T>
+using ConstStepRows = Eigen::Map<const Matrix<T>, 0, Eigen::OuterStride<>>;
+template <typename T>
+using StepRows = Eigen::Map<Matrix<T>, 0, Eigen::OuterStride<>>;
+
+template <typename T>
+ConstStepRows<T> RowsAt(const T* base, int64_t first, int64_t rows, int64_t step, int64_t steps,
+                        int64_t units) {
+  return ConstStepRows<T>(base + (first * steps + step) * units, rows, units,
+                          Eigen::OuterStride<>(steps * units));
+}
+
+template <typename T>
+StepRows<T> RowsAt(T* base, int64_t first, int64_t rows, int64_t step, int64_t steps, int64_t units) {
+  return StepRows<T>(base + (first * steps + step) * units, rows, units,
+                     Eigen::OuterStride<>(steps * units));
+}
+
+tensorflow::Status CheckShape(const Tensor& tensor, const char* name,
+                              std::initializer_list<int64_t> expected) {
+  bool ok = tensor.dims() == static_cast<int>(expected.size());
+  int i = 0;
+  for (int64_t size : expected) ok = ok && tensor.dim_size(i++) == size;
+  if (ok) return tensorflow::OkStatus();
+  std::string want = "[";
+  for (int64_t size : expected) want += (want.size() > 1 ? ", " : "") + std::to_string(size);
+  return tensorflow::errors::InvalidArgument(name, " must be ", want, "], got ",
+                                             tensor.shape().DebugString());
+}
+
+// Batch-major throughout ([batch, time, units], as Keras layers take and give
+// sequences), so the layer transposes nothing.
+template <typename T>
+class RecurrenceForward : public OpKernel {
+ public:
+  explicit RecurrenceForward(OpKernelConstruction* context) : OpKernel(context) {
+    std::string name;
+    OP_REQUIRES_OK(context, context->GetAttr("activation", &name));
+    OP_REQUIRES_OK(context, ParseActivation(name, &activation_));
+  }
+
+  void Compute(OpKernelContext* context) override {
+    const Tensor& projected = context->input(0);
+    const Tensor& kernel = context->input(1);
+    const Tensor& initial = context->input(2);
+    OP_REQUIRES(context, projected.dims() == 3,
+                tensorflow::errors::InvalidArgument("projected must be [batch, time, units], got ",
+                                                    projected.shape().DebugString()));
+    const int64_t batch = projected.dim_size(0), steps = projected.dim_size(1),
+                  units = projected.dim_size(2);
+    OP_REQUIRES_OK(context, CheckShape(kernel, "recurrent_kernel", {units, units}));
+    OP_REQUIRES_OK(context, CheckShape(initial, "initial_state", {batch, units}));
+    Tensor* states = nullptr;
+    Tensor* final_state = nullptr;
+    OP_REQUIRES_OK(context, context->allocate_output(0, projected.shape(), &states));
+    OP_REQUIRES_OK(context, context->allocate_output(1, initial.shape(), &final_state));
+    if (steps == 0 || batch == 0 || units == 0) {
+      final_state->flat<T>() = initial.flat<T>();  // an empty sequence keeps s(0)
+      return;
+    }
+
+    const T* p = projected.flat<T>().data();
+    const T* w = kernel.flat<T>().data();
+    const T* s0 = initial.flat<T>().data();
+    T* out = states->flat<T>().data();
+    T* out_final = final_state->flat<T>().data();
+    const Activation activation = activation_;
+    ForEachRowShard(context, batch, [&](int64_t, int64_t first, int64_t end) {
+      const int64_t rows = end - first;
+      const ConstMap<T> w_s(w, units, units);
+      Matrix<T> state = ConstMap<T>(s0 + first * units, rows, units);
+      Matrix<T> a(rows, units);
+      for (int64_t n = 0; n < steps; ++n) {
+        a.noalias() = state * w_s;
+        a += RowsAt(p, first, rows, n, steps, units);
+        Apply(activation, &a);
+        state.swap(a);
+        RowsAt(out, first, rows, n, steps, units) = state;
+      }
+      MutableMap<T>(out_final + first * units, rows, units) = state;
+    });
+  }
+
+ private:
+  Activation activation_;
+};
+
+template <typename T>
+class RecurrenceBackward : public OpKernel {
+ public:
+  explicit RecurrenceBackward(OpKernelConstruction* context) : OpKernel(context) {
+    std::string name;
+    OP_REQUIRES_OK(context, context->GetAttr("activation", &name));
+    OP_REQUIRES_OK(context, ParseActivation(name, &activation_));
+    OP_REQUIRES_OK(context, context->GetAttr("truncate", &truncate_));
+  }
+
+  void Compute(OpKernelContext* context) override {
+    const Tensor& states = context->input(0);
+    const Tensor& kernel = context->input(1);
+    const Tensor& initial = context->input(2);
+    const Tensor& d_states = context->input(3);
+    const Tensor& d_final = context->input(4);
+    OP_REQUIRES(context, states.dims() == 3,
+                tensorflow::errors::InvalidArgument("states must be [batch, time, units], got ",
+                                                    states.shape().DebugString()));
+    const int64_t batch = states.dim_size(0), steps = states.dim_size(1), units = states.dim_size(2);
+    OP_REQUIRES_OK(context, CheckShape(kernel, "recurrent_kernel", {units, units}));
+    OP_REQUIRES_OK(context, CheckShape(initial, "initial_state", {batch, units}));
+    OP_REQUIRES_OK(context, CheckShape(d_final, "d_final", {batch, units}));
+    // d_states is either shaped like states or empty: only d_final comes from outside.
+    const bool has_d_states = d_states.NumElements() > 0;
+    OP_REQUIRES(context, !has_d_states || d_states.shape() == states.shape(),
+                tensorflow::errors::InvalidArgument("d_states must be empty or shaped like states ",
+                                                    states.shape().DebugString(), ", got ",
+                                                    d_states.shape().DebugString()));
+    Tensor *d_pre = nullptr, *d_initial = nullptr, *d_recurrent = nullptr, *d_bias = nullptr;
+    OP_REQUIRES_OK(context, context->allocate_output(0, states.shape(), &d_pre));
+    OP_REQUIRES_OK(context, context->allocate_output(1, d_final.shape(), &d_initial));
+    OP_REQUIRES_OK(context, context->allocate_output(2, kernel.shape(), &d_recurrent));
+    OP_REQUIRES_OK(context, context->allocate_output(3, tensorflow::TensorShape({units}), &d_bias));
+    d_recurrent->flat<T>().setZero();
+    d_bias->flat<T>().setZero();
+    if (steps == 0 || batch == 0 || units == 0) {
+      d_initial->flat<T>() = d_final.flat<T>();
+      return;
+    }
+
+    const T* s = states.flat<T>().data();
+    const T* w = kernel.flat<T>().data();
+    const T* s0 = initial.flat<T>().data();
+    const T* ds = has_d_states ? d_states.flat<T>().data() : nullptr;
+    const T* df = d_final.flat<T>().data();
+    T* out = d_pre->flat<T>().data();
+    T* out_initial = d_initial->flat<T>().data();
+    const Activation activation = activation_;
+    const int64_t truncate = truncate_;
+    // Each shard sums its own part of dW_s = sum_n s(n-1)^T dA(n) and db = sum_n dA(n)
+    // while s(n-1) and dA(n) are in cache; the parts are added at the end.
+    const int64_t shards = RowShards(context, batch);
+    std::vector<Matrix<T>> recurrent_sums(shards, Matrix<T>::Zero(units, units));
+    std::vector<Eigen::Matrix<T, 1, Eigen::Dynamic>> bias_sums(
+        shards, Eigen::Matrix<T, 1, Eigen::Dynamic>::Zero(units));
+    ForEachRowShard(context, batch, [&](int64_t shard, int64_t first, int64_t end) {
+      const int64_t rows = end - first;
+      const Matrix<T> w_t = ConstMap<T>(w, units, units).transpose();
+      // carry: the gradient reaching s(n) through s(n+1) (and, at the last step, d_final).
+      Matrix<T> carry = ConstMap<T>(df + first * units, rows, units);
+      Matrix<T> total(rows, units), d_a(rows, units);
+      for (int64_t n = steps - 1; n >= 0; --n) {
+        if (has_d_states) {
+          total = carry + RowsAt(ds, first, rows, n, steps, units);
+        } else {
+          total.swap(carry);
+        }
+        TimesDerivative<T>(activation, total, RowsAt(s, first, rows, n, steps, units), d_a);
+        RowsAt(out, first, rows, n, steps, units) = d_a;
+        bias_sums[shard] += d_a.colwise().sum();
+        if (n > 0) {
+          recurrent_sums[shard].noalias() +=
+              RowsAt(s, first, rows, n - 1, steps, units).transpose() * d_a;
+        } else {
+          recurrent_sums[shard].noalias() += ConstMap<T>(s0 + first * units, rows, units).transpose() * d_a;
+        }
+        if (truncate > 0 && n % truncate == 0 && n != 0) {
+          // Truncated BPTT: the path from step n back to s(n-1) is cut.
+          carry.setZero(rows, units);
+        } else {
+          carry.noalias() = d_a * w_t;
+        }
+      }
+      MutableMap<T>(out_initial + first * units, rows, units) = carry;
+    });
+    MutableMap<T> recurrent_total(d_recurrent->flat<T>().data(), units, units);
+    Eigen::Map<Eigen::Matrix<T, 1, Eigen::Dynamic>> bias_total(d_bias->flat<T>().data(), units);
+    for (int64_t shard = 0; shard < shards; ++shard) {
+      recurrent_total += recurrent_sums[shard];
+      bias_total += bias_sums[shard];
+    }
+  }
+
+ private:
+  Activation activation_;
+  int64_t truncate_;
+};
+
+}  // namespace seqapps
+
+REGISTER_OP("SeqappsRecurrenceForward")
+    .Input("projected: T")
+    .Input("recurrent_kernel: T")
+    .Input("initial_state: T")
+    .Output("states: T")
+    .Output("final_state: T")
+    .Attr("activation: string")
+    .Attr("T: {float, double}")
+    .SetShapeFn([](seqapps::InferenceContext* c) {
+      c->set_output(0, c->input(0));
+      c->set_output(1, c->input(2));
+      return tensorflow::OkStatus();
+    })
+    .Doc("s(n) = phi(projected(n) + s(n-1) recurrent_kernel), batch-major [batch, time, units].");
+
+REGISTER_OP("SeqappsRecurrenceBackward")
+    .Input("states: T")
+    .Input("recurrent_kernel: T")
+    .Input("initial_state: T")
+    .Input("d_states: T")
+    .Input("d_final: T")
+    .Output("d_pre_activation: T")
+    .Output("d_initial_state: T")
+    .Output("d_recurrent_kernel: T")
+    .Output("d_bias: T")
+    .Attr("activation: string")
+    .Attr("truncate: int >= 0 = 0")
+    .Attr("T: {float, double}")
+    .SetShapeFn([](seqapps::InferenceContext* c) {
+      c->set_output(0, c->input(0));
+      c->set_output(1, c->input(4));
+      c->set_output(2, c->input(1));
+      c->set_output(3, c->Vector(c->Dim(c->input(0), 2)));
+      return tensorflow::OkStatus();
+    })
+    .Doc("BPTT through the recursion: dLoss/da(n) for all steps, dLoss/ds(0), dW_s and db.");
+
+#define SEQAPPS_REGISTER(type)                                                              \
+  REGISTER_KERNEL_BUILDER(                                                                   \
+      Name("SeqappsRecurrenceForward").Device(tensorflow::DEVICE_CPU).TypeConstraint<type>("T"), \
+      seqapps::RecurrenceForward<type>);                                                     \
+  REGISTER_KERNEL_BUILDER(                                                                   \
+      Name("SeqappsRecurrenceBackward").Device(tensorflow::DEVICE_CPU).TypeConstraint<type>("T"), \
+      seqapps::RecurrenceBackward<type>);
+
+SEQAPPS_REGISTER(float)
+SEQAPPS_REGISTER(double)
