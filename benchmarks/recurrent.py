@@ -34,7 +34,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from seqapps.layers import Recurrent  # noqa: E402
+from seqapps.layers import Recurrent, native  # noqa: E402
 
 # name: (batch, time steps, features, units)
 SIZES: dict[str, tuple[int, int, int, int]] = {
@@ -183,6 +183,10 @@ def main(argv=None) -> int:
     repeats, sample_seconds = (5, 0.05) if args.quick else (21, 0.15)
 
     sizes = {name: SIZES[name] for name in args.sizes}
+    # Recurrent's training steps run in compiled kernels when they could be built; say
+    # which, since without them its train times are those of the TF graph loops.
+    kernels = native.library_path() if native.load() is not None else None
+    print(f"Recurrent training kernels: {kernels or 'not available (TF graph loops)'}")
     results = measure(sizes=sizes, contenders=CONTENDERS, settings=SETTINGS,
                       repeats=repeats, sample_seconds=sample_seconds)
     ratio_table = ratios(results)
@@ -199,7 +203,9 @@ def main(argv=None) -> int:
         "sizes": {name: dict(zip(("batch", "steps", "features", "units"), size, strict=True))
                   for name, size in sizes.items()},
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                    "tensorflow": tf.__version__, "keras": keras.__version__},
+                    "tensorflow": tf.__version__, "keras": keras.__version__,
+                    "load_average": os.getloadavg()},
+        "recurrent_training_kernels": None if kernels is None else str(kernels),
         "median_ms": {s: {t: {n: {k: v["median_ms"] for k, v in by.items()} for n, by in r.items()}
                           for t, r in res.items()} for s, res in results.items()},
         "ratios": ratio_table,

@@ -56,7 +56,7 @@ def _cpu_flags() -> set[str]:
 def compile_command(output: Path) -> list[str]:
     """g++ for this machine's CPU (the library is cached per CPU, see library_path)."""
     compiler = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++") or "g++"
-    flags = ["-shared", "-fPIC", "-O3", "-march=native", "-w"]
+    flags = ["-shared", "-fPIC", "-O3", "-march=native", "-DNDEBUG", "-w"]
     if {"avx512fp16", "avx512_fp16"} & _cpu_flags():
         # Eigen's AVX512-FP16 packets do not compile with GCC 12; float32/64 never use them.
         flags.append("-mno-avx512fp16")

@@ -9,7 +9,7 @@
 // much as the product itself), and the product cannot use both cores without a hand-off
 // per step. Here the batch rows are split once into one shard per worker thread: rows
 // never interact in the recursion, so each thread runs all steps for its rows without
-// synchronising. dW_s and db are summed per shard while s(n-1) and dA(n) are in cache.
+// synchronising. Each shard also sums its part of db and of dW_s (one large product).
 // x W_x + b, dW_x and dx stay in TF as single large products (oneDNN does them well).
 //
 // Tensors are batch-major ([batch, time, units]) like the layer's inputs and outputs, so
@@ -27,7 +27,6 @@
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/shape_inference.h"
-#include "tensorflow/core/util/work_sharder.h"
 
 namespace seqapps {
 
@@ -84,6 +83,8 @@ int64_t RowShards(OpKernelContext* context, int64_t rows) {
 }
 
 // Runs fn(shard, first_row, end_row) for each of RowShards(rows) shards of the batch rows.
+// (Measured and not kept: more shards than threads handed out from a counter, and all
+// shards on the pool with this thread waiting; neither was faster on 2 cores.)
 template <typename Fn>
 void ForEachRowShard(OpKernelContext* context, int64_t rows, Fn fn) {
   auto* pool = context->device()->tensorflow_cpu_worker_threads()->workers;
@@ -235,10 +236,10 @@ class RecurrenceBackward : public OpKernel {
     T* out_initial = d_initial->flat<T>().data();
     const Activation activation = activation_;
     const int64_t truncate = truncate_;
-    // Each shard sums its own part of dW_s = sum_n s(n-1)^T dA(n) and db = sum_n dA(n)
-    // while s(n-1) and dA(n) are in cache; the parts are added at the end.
+    // Each shard sums db = sum_n dA(n) while dA(n) is in cache, and after its loop its
+    // part of dW_s = sum_n s(n-1)^T dA(n); the parts are added at the end.
     const int64_t shards = RowShards(context, batch);
-    std::vector<Matrix<T>> recurrent_sums(shards, Matrix<T>::Zero(units, units));
+    std::vector<Matrix<T>> recurrent_sums(shards);
     std::vector<Eigen::Matrix<T, 1, Eigen::Dynamic>> bias_sums(
         shards, Eigen::Matrix<T, 1, Eigen::Dynamic>::Zero(units));
     ForEachRowShard(context, batch, [&](int64_t shard, int64_t first, int64_t end) {
@@ -256,12 +257,6 @@ class RecurrenceBackward : public OpKernel {
         TimesDerivative<T>(activation, total, RowsAt(s, first, rows, n, steps, units), d_a);
         RowsAt(out, first, rows, n, steps, units) = d_a;
         bias_sums[shard] += d_a.colwise().sum();
-        if (n > 0) {
-          recurrent_sums[shard].noalias() +=
-              RowsAt(s, first, rows, n - 1, steps, units).transpose() * d_a;
-        } else {
-          recurrent_sums[shard].noalias() += ConstMap<T>(s0 + first * units, rows, units).transpose() * d_a;
-        }
         if (truncate > 0 && n % truncate == 0 && n != 0) {
           // Truncated BPTT: the path from step n back to s(n-1) is cut.
           carry.setZero(rows, units);
@@ -270,6 +265,22 @@ class RecurrenceBackward : public OpKernel {
         }
       }
       MutableMap<T>(out_initial + first * units, rows, units) = carry;
+
+      // dW_s for this shard as one large product: in the shard's rows (b, n) of states
+      // and dA, laid out batch-major, row r of states is s(n) and row r + 1 of dA is
+      // dA(n+1), so states[r]^T dA[r+1] summed over r is the sum wanted, except at the
+      // seams between sequences, where s(T) of one pairs with dA(1) of the next: those
+      // pairs are taken out again, and s(0)^T dA(1) of each sequence is added.
+      const int64_t flat_rows = rows * steps;
+      Matrix<T>& sum = recurrent_sums[shard];
+      sum.noalias() = ConstMap<T>(s + first * steps * units, flat_rows - 1, units).transpose() *
+                      ConstMap<T>(out + (first * steps + 1) * units, flat_rows - 1, units);
+      if (rows > 1) {
+        sum.noalias() -= RowsAt(s, first, rows - 1, steps - 1, steps, units).transpose() *
+                         RowsAt(const_cast<const T*>(out), first + 1, rows - 1, 0, steps, units);
+      }
+      sum.noalias() += ConstMap<T>(s0 + first * units, rows, units).transpose() *
+                       RowsAt(const_cast<const T*>(out), first, rows, 0, steps, units);
     });
     MutableMap<T> recurrent_total(d_recurrent->flat<T>().data(), units, units);
     Eigen::Map<Eigen::Matrix<T, 1, Eigen::Dynamic>> bias_total(d_bias->flat<T>().data(), units);

@@ -93,6 +93,19 @@ def test_training_step_equals_graph_loops_in_float64(ops, graph_loops, activatio
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("batch, steps", [(1, 1), (3, 1), (2, 5), (5, 2), (33, 4)])
+@pytest.mark.parametrize("return_sequences", [True, False])
+def test_odd_shapes_equal_graph_loops(ops, graph_loops, batch, steps, return_sequences):
+    """One step, one row, and batches that split unevenly between threads: dW_s sums
+    over the seams between sequences correctly."""
+    x = RNG.standard_normal((batch, steps, 2))
+    layer = _layer(3, 2, "float64", return_sequences=return_sequences, return_state=True)
+    native_result = _run(layer, x)
+    graph_loops()
+    for a, b in zip(native_result, _run(layer, x), strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.parametrize("k", [1, 3, 20])
 def test_truncated_bptt_equals_graph_loops(ops, graph_loops, k):
     x = RNG.standard_normal((3, 10, 2))
