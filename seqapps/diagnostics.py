@@ -165,9 +165,12 @@ def _capturing(layers: list[Recurrent], tape: tf.GradientTape) -> Iterator[list[
         return call
 
     recurrent_module.recurrence = recording_recurrence
-    # The compiled training loops bypass bptt.recurrence, so they are off while recording.
+    # The compiled training loops and the inference-only forward pass bypass
+    # bptt.recurrence, so they are off while recording.
     original_native_ops = recurrent_module.native_ops
     recurrent_module.native_ops = lambda *args: None
+    original_forward_only_enabled = recurrent_module.forward_only_enabled
+    recurrent_module.forward_only_enabled = lambda: False
     wrapped = []
     try:
         for layer in layers:
@@ -180,6 +183,7 @@ def _capturing(layers: list[Recurrent], tape: tf.GradientTape) -> Iterator[list[
             object.__delattr__(layer, "call")
         recurrent_module.recurrence = original_recurrence
         recurrent_module.native_ops = original_native_ops
+        recurrent_module.forward_only_enabled = original_forward_only_enabled
 
 
 def _recursion_inputs(arguments):

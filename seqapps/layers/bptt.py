@@ -382,3 +382,42 @@ def recurrence(
 
     states, final = _recurrence(inputs, kernel, recurrent_kernel, bias, initial_state)
     return (states, final) if return_final_state else states
+
+
+# Steps per input-projection block in forward_only. Measured (benchmarks/recurrent.py,
+# README "Performance"): projecting 4-8 steps at a time lets the executor compute later
+# blocks on the other core while the recursion runs, instead of one product up front.
+_PROJECTION_BLOCK = 4
+
+
+def forward_only(inputs, kernel, recurrent_kernel, bias, initial_state, *, activation="tanh",
+                 return_sequences=False):
+    """The recursion for inference: batch-major, all steps written out, no custom gradient.
+
+    For a known, short length (at most _FULL_UNROLL_MAX steps) and no mask. The input
+    projection is done in blocks of _PROJECTION_BLOCK steps, which run in parallel with
+    the recursion; nothing is transposed. Differentiating through it works (plain
+    autodiff of the written-out steps), but training steps use `recurrence` or the
+    compiled kernels, whose backward passes are explicit and faster.
+
+    Args:
+        inputs: [batch, time, features], batch-major, time known.
+        kernel, recurrent_kernel, bias, initial_state: W_x, W_s, b, s(0).
+        activation: phi.
+        return_sequences: also stack the states [batch, time, units].
+
+    Returns:
+        (states or None, final state).
+    """
+    phi = resolve_activation(activation)
+    steps, features, units = inputs.shape[1], tf.shape(inputs)[-1], kernel.shape[-1]
+    state, outputs = initial_state, []
+    for start in range(0, steps, _PROJECTION_BLOCK):
+        stop = min(steps, start + _PROJECTION_BLOCK)
+        block = tf.reshape(inputs[:, start:stop], [-1, features])
+        projected = tf.nn.bias_add(tf.matmul(block, kernel), bias)
+        for step_input in tf.unstack(tf.reshape(projected, [-1, stop - start, units]), axis=1):
+            state = phi(step_input + tf.matmul(state, recurrent_kernel))
+            outputs.append(state)
+    states = tf.stack(outputs, axis=1) if return_sequences else None
+    return states, state

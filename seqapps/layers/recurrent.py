@@ -15,12 +15,19 @@ import keras
 import tensorflow as tf
 
 from seqapps.errors import invalid_argument
-from seqapps.layers.bptt import recurrence, resolve_activation
+from seqapps.layers import bptt
+from seqapps.layers.bptt import forward_only, recurrence, resolve_activation
 from seqapps.layers.bptt_native import native_ops, native_recurrence
 from seqapps.layers.bptt_normalized import normalized_recurrence
 from seqapps.layers.initializers import SpectralRadius
 
 _NOT_ELEMENTWISE = ("softmax", "log_softmax")
+
+
+def forward_only_enabled() -> bool:
+    """Whether inference calls may take bptt.forward_only (seqapps.diagnostics, which
+    records bptt.recurrence calls, switches it off)."""
+    return True
 
 
 def _recurrent_initializer(value):
@@ -292,11 +299,24 @@ class Recurrent(keras.layers.Layer):
         ops = None
         if training and mask is None and not self.normalize_preactivation:
             ops = native_ops(self._phi, dtype)
+        steps = inputs.shape[1]
         if ops is not None:
             sequence = tf.reverse(inputs, [1]) if self.go_backwards else inputs
             states, final_state = native_recurrence(
                 ops, sequence, *weights, activation=self._phi,
                 truncate_bptt=self.truncate_bptt, final_state_only=not self.return_sequences,
+            )
+            outputs = states if self.return_sequences else final_state
+        elif (
+            not training and mask is None and not self.normalize_preactivation
+            and self.truncate_bptt is None and steps is not None and 0 < steps <= bptt._FULL_UNROLL_MAX
+            and forward_only_enabled()
+        ):
+            # Inference on a short sequence of known length: the forward pass alone (not
+            # with truncate_bptt, whose gradient a caller may still take).
+            sequence = tf.reverse(inputs, [1]) if self.go_backwards else inputs
+            states, final_state = forward_only(
+                sequence, *weights, activation=self._phi, return_sequences=self.return_sequences
             )
             outputs = states if self.return_sequences else final_state
         else:

@@ -17,6 +17,7 @@ import scipy.signal
 import tensorflow as tf
 
 from seqapps.layers import Recurrent, SpectralRadius
+from seqapps.layers import recurrent as recurrent_module
 
 RNG = np.random.default_rng(0)
 
@@ -36,7 +37,7 @@ def _twins(units=5, features=4, **kwargs):
     return ours, ref
 
 
-def _outputs_and_grads(layer, x, *, mask=None, initial_state=None):
+def _outputs_and_grads(layer, x, *, mask=None, initial_state=None, training=None):
     x = tf.convert_to_tensor(x)
     watched = [x] + ([initial_state] if initial_state is not None else [])
     with tf.GradientTape(persistent=True) as tape:
@@ -46,7 +47,7 @@ def _outputs_and_grads(layer, x, *, mask=None, initial_state=None):
             kwargs["mask"] = tf.constant(mask)
         if initial_state is not None:
             kwargs["initial_state"] = [initial_state] if isinstance(layer, keras.layers.SimpleRNN) else initial_state
-        y = layer(x, **kwargs)
+        y = layer(x, training=training, **kwargs)
         # A weighted sum so every output element gets a different upstream gradient.
         weights = tf.reshape(tf.range(tf.size(y), dtype=y.dtype), tf.shape(y)) / 10.0
         loss = tf.reduce_sum(tf.sin(weights) * y)
@@ -55,15 +56,29 @@ def _outputs_and_grads(layer, x, *, mask=None, initial_state=None):
 
 
 # --------------------------------------------------------------------- equality with SimpleRNN
+# The layer has three ways through the recursion; each must equal SimpleRNN:
+# inference (bptt.forward_only, autodiff gradients), training with the TF graph loops
+# (bptt.recurrence, explicit BPTT), training with the compiled kernels (bptt_native).
+PATHS = ["inference", "training_graph_loops", "training_kernels"]
+
+
+@pytest.fixture(params=PATHS)
+def layer_path(request, monkeypatch):
+    if request.param == "training_graph_loops":
+        monkeypatch.setattr(recurrent_module, "native_ops", lambda *args: None)
+    return {"training": request.param != "inference"}
+
+
 @pytest.mark.parametrize("activation", ["tanh", "relu"])
 @pytest.mark.parametrize("return_sequences", [True, False])
 @pytest.mark.parametrize("go_backwards", [False, True])
-def test_outputs_and_gradients_equal_simple_rnn(activation, return_sequences, go_backwards):
+def test_outputs_and_gradients_equal_simple_rnn(activation, return_sequences, go_backwards,
+                                                layer_path):
     ours, ref = _twins(activation=activation, return_sequences=return_sequences, go_backwards=go_backwards)
     x = _x()
     s0 = tf.constant(RNG.standard_normal((3, 5)).astype("float32"))
-    y_ours, g_ours = _outputs_and_grads(ours, x, initial_state=s0)
-    y_ref, g_ref = _outputs_and_grads(ref, x, initial_state=s0)
+    y_ours, g_ours = _outputs_and_grads(ours, x, initial_state=s0, **layer_path)
+    y_ref, g_ref = _outputs_and_grads(ref, x, initial_state=s0, **layer_path)
     np.testing.assert_allclose(y_ours, y_ref, atol=1e-5)
     assert len(g_ours) == 5  # x, s0, kernel, recurrent_kernel, bias
     for g1, g2 in zip(g_ours, g_ref, strict=True):

@@ -4,7 +4,9 @@ The time loops run written out in the graph (short static lengths), as a tf.whil
 over chunks of steps with the leftover steps written out (long static lengths), or with
 the leftover steps in a plain loop (unknown lengths). The backward pass uses one fused op
 per step for tanh / sigmoid / relu / linear and, for return_sequences=False, starts from
-the final state's gradient alone. Each path is forced here with bptt's loop knobs.
+the final state's gradient alone. Each path is forced here with bptt's loop knobs, in
+training steps with the compiled kernels off (tests/seqapps/test_native_kernels.py
+covers those).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import pytest
 import tensorflow as tf
 
 from seqapps.layers import Recurrent, bptt
+from seqapps.layers import recurrent as recurrent_module
 
 RNG = np.random.default_rng(3)
 
@@ -25,9 +28,11 @@ PATHS = {"written_out": (32, 128), "chunked": (4, 0), "leftover_only": (16, 0)}
 
 @pytest.fixture(params=sorted(PATHS))
 def loop_path(request, monkeypatch):
+    """Training steps through the TF graph loops (not the compiled kernels), one path each."""
     unroll, full = PATHS[request.param]
     monkeypatch.setattr(bptt, "_UNROLL", unroll)
     monkeypatch.setattr(bptt, "_FULL_UNROLL_MAX", full)
+    monkeypatch.setattr(recurrent_module, "native_ops", lambda *args: None)
     return request.param
 
 
@@ -45,7 +50,7 @@ def _outputs_and_grads(layer, x, mask=None):
     x = tf.convert_to_tensor(x)
     with tf.GradientTape() as tape:
         tape.watch(x)
-        y = layer(x) if mask is None else layer(x, mask=tf.constant(mask))
+        y = layer(x, training=True, mask=None if mask is None else tf.constant(mask))
         weights = tf.reshape(tf.range(tf.size(y), dtype=y.dtype), tf.shape(y)) / 10.0
         loss = tf.reduce_sum(tf.sin(weights) * y)
     grads = tape.gradient(loss, [x] + list(layer.trainable_weights))
@@ -118,14 +123,15 @@ def test_chunked_path_under_xla_equals_simple_rnn(monkeypatch):
         np.testing.assert_allclose(a, b, atol=1e-5)
 
 
-def test_final_state_gradient_with_return_state_equals_simple_rnn():
+def test_final_state_gradient_with_return_state_equals_simple_rnn(monkeypatch):
     # return_sequences=False, return_state=True: both outputs are s(T), both carry gradient.
+    monkeypatch.setattr(recurrent_module, "native_ops", lambda *args: None)
     ours, ref = _twins(return_state=True)
     x = tf.constant(RNG.standard_normal((3, 7, 4)).astype("float32"))
     results = []
     for layer in (ours, ref):
         with tf.GradientTape() as tape:
-            out, final = layer(x)
+            out, final = layer(x, training=True)
             loss = tf.reduce_sum(out * tf.range(5.0)) + tf.reduce_sum(tf.square(final))
         results.append((out.numpy(), [g.numpy() for g in tape.gradient(loss, layer.trainable_weights)]))
     _assert_same(*results)
@@ -161,3 +167,27 @@ def test_recorded_state_gradients_equal_tape_gradients_of_each_state(monkeypatch
         upstream, derivative, w_s, mask, keep, record_state_gradients=True
     )
     np.testing.assert_allclose(totals, expected, atol=1e-5)
+
+
+def test_inference_takes_forward_only_for_short_known_lengths(monkeypatch):
+    """Inference on a short sequence of known length runs bptt.forward_only (blocks of
+    input projection, no custom gradient); longer or unknown lengths, masks and
+    truncate_bptt keep bptt.recurrence. Equality with SimpleRNN on every path is tested
+    in test_recurrent.py."""
+    calls = []
+    original = recurrent_module.recurrence
+    monkeypatch.setattr(recurrent_module, "recurrence",
+                        lambda *a, **k: calls.append("recurrence") or original(*a, **k))
+    monkeypatch.setattr(bptt, "_FULL_UNROLL_MAX", 8)
+    monkeypatch.setattr(bptt, "_PROJECTION_BLOCK", 3)
+    ours, ref = _twins(return_sequences=True)
+    for steps, expected in ((1, []), (7, []), (8, []), (9, ["recurrence"])):
+        calls.clear()
+        x = RNG.standard_normal((2, steps, 4)).astype("float32")
+        np.testing.assert_allclose(ours(x), ref(x), atol=1e-5)
+        assert calls == expected, steps
+    calls.clear()
+    ours(x[:, :5], mask=tf.ones([2, 5], tf.bool))
+    truncated = Recurrent(5, truncate_bptt=2)
+    truncated(x[:, :5])
+    assert calls == ["recurrence", "recurrence"]
