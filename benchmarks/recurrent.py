@@ -1,7 +1,8 @@
 """Is seqapps.layers.Recurrent faster than keras.layers.SimpleRNN? Measured side by side.
 
-For each size (batch, time steps, features, units) and each contender (Recurrent,
-SimpleRNN, GRU as a reference) compiled twice (Keras compile defaults, and
+For each size (batch, time steps, features, units) and each contender (Recurrent;
+Recurrent with its compiled training kernels off, as on a machine without a compiler;
+SimpleRNN; GRU as a reference) compiled twice (Keras compile defaults, and
 jit_compile=True), the median time of
   (a) one training step of a compiled model (forward, backward, SGD update:
       model.train_on_batch), and
@@ -35,6 +36,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from seqapps.layers import Recurrent, native  # noqa: E402
+from seqapps.layers import recurrent as recurrent_module  # noqa: E402
 
 # name: (batch, time steps, features, units)
 SIZES: dict[str, tuple[int, int, int, int]] = {
@@ -42,8 +44,22 @@ SIZES: dict[str, tuple[int, int, int, int]] = {
     "video": (32, 32, 512, 256),
     "long": (16, 1000, 40, 64),
 }
+class GraphLoopsRecurrent(Recurrent):
+    """Recurrent with its compiled training kernels off: what a machine without a C++
+    compiler gets (the TF graph loops of seqapps.layers.bptt)."""
+
+    def call(self, *args, **kwargs):
+        native_ops = recurrent_module.native_ops
+        recurrent_module.native_ops = lambda *_: None
+        try:
+            return super().call(*args, **kwargs)
+        finally:
+            recurrent_module.native_ops = native_ops
+
+
 CONTENDERS: dict[str, Callable[[int], keras.layers.Layer]] = {
     "Recurrent": lambda units: Recurrent(units),
+    "Recurrent(graph loops)": lambda units: GraphLoopsRecurrent(units),
     "SimpleRNN": lambda units: keras.layers.SimpleRNN(units),
     "GRU": lambda units: keras.layers.GRU(units),
 }
