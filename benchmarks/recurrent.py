@@ -48,11 +48,11 @@ class GraphLoopsRecurrent(Recurrent):
     """Recurrent with its compiled training kernels off: what a machine without a C++
     compiler gets (the TF graph loops of seqapps.layers.bptt)."""
 
-    def call(self, *args, **kwargs):
+    def call(self, inputs, initial_state=None, mask=None, training=None):
         native_ops = recurrent_module.native_ops
         recurrent_module.native_ops = lambda *_: None
         try:
-            return super().call(*args, **kwargs)
+            return super().call(inputs, initial_state=initial_state, mask=mask, training=training)
         finally:
             recurrent_module.native_ops = native_ops
 

@@ -84,6 +84,9 @@ def build(*, force: bool = False) -> Path:
     if target.exists() and not force:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
+    # A first training step that sits silent for a minute looks hung: say why.
+    print(f"seqapps: compiling the Recurrent layer's training kernels into {target.parent} "
+          "(once per TensorFlow version and CPU, about a minute)", file=sys.stderr, flush=True)
     fd, partial = tempfile.mkstemp(prefix=target.stem + ".", suffix=".so.partial", dir=target.parent)
     os.close(fd)
     command = compile_command(Path(partial))
