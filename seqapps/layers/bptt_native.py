@@ -2,8 +2,8 @@
 
 Same mathematics as seqapps.layers.bptt (whose docstring derives the BPTT recursion), laid
 out for speed on a CPU: batch-major like the layer's inputs and outputs, so nothing is
-transposed; the loops, dW_s and db in two kernels; x W_x + b, dW_x and dx as single large
-products in TF.
+transposed; x W_x + b, the loops, dW_x, dW_s and db in two kernels; dx, when something
+needs it, as one product in TF.
 
 >>> import tensorflow as tf
 >>> ops = native_ops("tanh", tf.float32)          # None where the kernels cannot run
@@ -65,25 +65,20 @@ def native_recurrence(ops, inputs, kernel, recurrent_kernel, bias, initial_state
 
     @tf.custom_gradient
     def _recurrence(inputs, kernel, recurrent_kernel, bias, initial_state):
-        features = tf.shape(inputs)[-1]
-        flat_inputs = tf.reshape(inputs, [-1, features])
-        projected = tf.nn.bias_add(tf.matmul(flat_inputs, kernel), bias)
-        projected = tf.reshape(projected, tf.concat([tf.shape(inputs)[:-1], [-1]], 0))
         states, final = ops.seqapps_recurrence_forward(
-            projected, recurrent_kernel, initial_state, activation=name
+            inputs, kernel, bias, recurrent_kernel, initial_state, activation=name
         )
 
         def grad(d_states, d_final):
             if final_state_only:
                 # Nothing reads d_states, so the zeros TF made for it are pruned.
                 d_states = tf.zeros([0, 0, 0], d_final.dtype)
-            d_pre, d_initial, d_recurrent, d_bias = ops.seqapps_recurrence_backward(
-                states, recurrent_kernel, initial_state, d_states, d_final,
+            d_pre, d_initial, d_kernel, d_recurrent, d_bias = ops.seqapps_recurrence_backward(
+                inputs, states, recurrent_kernel, initial_state, d_states, d_final,
                 activation=name, truncate=truncate_bptt or 0,
             )
-            flat_d_pre = tf.reshape(d_pre, [-1, tf.shape(kernel)[-1]])
-            d_kernel = tf.matmul(flat_inputs, flat_d_pre, transpose_a=True)
-            d_inputs = tf.reshape(tf.matmul(flat_d_pre, kernel, transpose_b=True), tf.shape(inputs))
+            # dx (pruned from the graph when nothing needs it) as one product.
+            d_inputs = tf.einsum("btu,fu->btf", d_pre, kernel)
             return d_inputs, d_kernel, d_recurrent, d_bias, d_initial
 
         return (states, final), grad

@@ -1,16 +1,16 @@
 // The time loops of the plain recurrent layer as two TensorFlow CPU kernels.
 //
-//   forward:   s(n) = phi(p(n) + s(n-1) W_s),  p(n) = x(n) W_x + b computed by TF before
+//   forward:   s(n) = phi(x(n) W_x + b + s(n-1) W_s)
 //   backward:  G(n) = dS(n) + dA(n+1) W_s^T,   dA(n) = G(n) * phi'(s(n)),
-//              dW_s = sum_n s(n-1)^T dA(n),    db = sum_n dA(n)
+//              dW_x = sum_n x(n)^T dA(n),  dW_s = sum_n s(n-1)^T dA(n),  db = sum_n dA(n)
 //
 // Why kernels: on a CPU each step is one small product ([batch, units] x [units, units]).
 // As TF graph ops a step also pays the executor for the add and the activation (about as
 // much as the product itself), and the product cannot use both cores without a hand-off
 // per step. Here the batch rows are split once into one shard per worker thread: rows
 // never interact in the recursion, so each thread runs all steps for its rows without
-// synchronising. Each shard also sums its part of db and of dW_s (one large product).
-// x W_x + b, dW_x and dx stay in TF as single large products (oneDNN does them well).
+// synchronising. Each shard also computes its part of x W_x + b before its loop, and of
+// db, dW_s and dW_x (one large product each) after it. dx, when needed, stays in TF.
 //
 // Tensors are batch-major ([batch, time, units]) like the layer's inputs and outputs, so
 // the layer transposes nothing. Built on first use by seqapps/layers/native.py (the
@@ -141,39 +141,55 @@ class RecurrenceForward : public OpKernel {
   }
 
   void Compute(OpKernelContext* context) override {
-    const Tensor& projected = context->input(0);
+    const Tensor& inputs = context->input(0);
     const Tensor& kernel = context->input(1);
-    const Tensor& initial = context->input(2);
-    OP_REQUIRES(context, projected.dims() == 3,
-                tensorflow::errors::InvalidArgument("projected must be [batch, time, units], got ",
-                                                    projected.shape().DebugString()));
-    const int64_t batch = projected.dim_size(0), steps = projected.dim_size(1),
-                  units = projected.dim_size(2);
-    OP_REQUIRES_OK(context, CheckShape(kernel, "recurrent_kernel", {units, units}));
+    const Tensor& bias = context->input(2);
+    const Tensor& recurrent = context->input(3);
+    const Tensor& initial = context->input(4);
+    OP_REQUIRES(context, inputs.dims() == 3,
+                tensorflow::errors::InvalidArgument("inputs must be [batch, time, features], got ",
+                                                    inputs.shape().DebugString()));
+    const int64_t batch = inputs.dim_size(0), steps = inputs.dim_size(1),
+                  features = inputs.dim_size(2);
+    OP_REQUIRES(context, kernel.dims() == 2 && kernel.dim_size(0) == features,
+                tensorflow::errors::InvalidArgument("kernel must be [", features, ", units], got ",
+                                                    kernel.shape().DebugString()));
+    const int64_t units = kernel.dim_size(1);
+    OP_REQUIRES_OK(context, CheckShape(bias, "bias", {units}));
+    OP_REQUIRES_OK(context, CheckShape(recurrent, "recurrent_kernel", {units, units}));
     OP_REQUIRES_OK(context, CheckShape(initial, "initial_state", {batch, units}));
     Tensor* states = nullptr;
     Tensor* final_state = nullptr;
-    OP_REQUIRES_OK(context, context->allocate_output(0, projected.shape(), &states));
+    OP_REQUIRES_OK(context, context->allocate_output(
+                                0, tensorflow::TensorShape({batch, steps, units}), &states));
     OP_REQUIRES_OK(context, context->allocate_output(1, initial.shape(), &final_state));
     if (steps == 0 || batch == 0 || units == 0) {
       final_state->flat<T>() = initial.flat<T>();  // an empty sequence keeps s(0)
       return;
     }
 
-    const T* p = projected.flat<T>().data();
-    const T* w = kernel.flat<T>().data();
+    const T* x = inputs.flat<T>().data();
+    const T* w_x = kernel.flat<T>().data();
+    const T* b = bias.flat<T>().data();
+    const T* w = recurrent.flat<T>().data();
     const T* s0 = initial.flat<T>().data();
     T* out = states->flat<T>().data();
     T* out_final = final_state->flat<T>().data();
     const Activation activation = activation_;
     ForEachRowShard(context, batch, [&](int64_t, int64_t first, int64_t end) {
       const int64_t rows = end - first;
+      // x W_x + b for all of this shard's steps as one product, written where the
+      // states go: step n reads its projection there before writing s(n) over it.
+      MutableMap<T> projected(out + first * steps * units, rows * steps, units);
+      projected.noalias() = ConstMap<T>(x + first * steps * features, rows * steps, features) *
+                            ConstMap<T>(w_x, features, units);
+      projected.rowwise() += Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>>(b, units);
       const ConstMap<T> w_s(w, units, units);
       Matrix<T> state = ConstMap<T>(s0 + first * units, rows, units);
       Matrix<T> a(rows, units);
       for (int64_t n = 0; n < steps; ++n) {
         a.noalias() = state * w_s;
-        a += RowsAt(p, first, rows, n, steps, units);
+        a += RowsAt(const_cast<const T*>(out), first, rows, n, steps, units);
         Apply(activation, &a);
         state.swap(a);
         RowsAt(out, first, rows, n, steps, units) = state;
@@ -197,11 +213,12 @@ class RecurrenceBackward : public OpKernel {
   }
 
   void Compute(OpKernelContext* context) override {
-    const Tensor& states = context->input(0);
-    const Tensor& kernel = context->input(1);
-    const Tensor& initial = context->input(2);
-    const Tensor& d_states = context->input(3);
-    const Tensor& d_final = context->input(4);
+    const Tensor& inputs = context->input(0);
+    const Tensor& states = context->input(1);
+    const Tensor& kernel = context->input(2);
+    const Tensor& initial = context->input(3);
+    const Tensor& d_states = context->input(4);
+    const Tensor& d_final = context->input(5);
     OP_REQUIRES(context, states.dims() == 3,
                 tensorflow::errors::InvalidArgument("states must be [batch, time, units], got ",
                                                     states.shape().DebugString()));
@@ -209,17 +226,25 @@ class RecurrenceBackward : public OpKernel {
     OP_REQUIRES_OK(context, CheckShape(kernel, "recurrent_kernel", {units, units}));
     OP_REQUIRES_OK(context, CheckShape(initial, "initial_state", {batch, units}));
     OP_REQUIRES_OK(context, CheckShape(d_final, "d_final", {batch, units}));
+    OP_REQUIRES(context, inputs.dims() == 3 && inputs.dim_size(0) == batch && inputs.dim_size(1) == steps,
+                tensorflow::errors::InvalidArgument("inputs must be [", batch, ", ", steps,
+                                                    ", features], got ", inputs.shape().DebugString()));
+    const int64_t features = inputs.dim_size(2);
     // d_states is either shaped like states or empty: only d_final comes from outside.
     const bool has_d_states = d_states.NumElements() > 0;
     OP_REQUIRES(context, !has_d_states || d_states.shape() == states.shape(),
                 tensorflow::errors::InvalidArgument("d_states must be empty or shaped like states ",
                                                     states.shape().DebugString(), ", got ",
                                                     d_states.shape().DebugString()));
-    Tensor *d_pre = nullptr, *d_initial = nullptr, *d_recurrent = nullptr, *d_bias = nullptr;
+    Tensor *d_pre = nullptr, *d_initial = nullptr, *d_kernel = nullptr, *d_recurrent = nullptr,
+           *d_bias = nullptr;
     OP_REQUIRES_OK(context, context->allocate_output(0, states.shape(), &d_pre));
     OP_REQUIRES_OK(context, context->allocate_output(1, d_final.shape(), &d_initial));
-    OP_REQUIRES_OK(context, context->allocate_output(2, kernel.shape(), &d_recurrent));
-    OP_REQUIRES_OK(context, context->allocate_output(3, tensorflow::TensorShape({units}), &d_bias));
+    OP_REQUIRES_OK(context, context->allocate_output(
+                                2, tensorflow::TensorShape({features, units}), &d_kernel));
+    OP_REQUIRES_OK(context, context->allocate_output(3, kernel.shape(), &d_recurrent));
+    OP_REQUIRES_OK(context, context->allocate_output(4, tensorflow::TensorShape({units}), &d_bias));
+    d_kernel->flat<T>().setZero();
     d_recurrent->flat<T>().setZero();
     d_bias->flat<T>().setZero();
     if (steps == 0 || batch == 0 || units == 0) {
@@ -227,6 +252,7 @@ class RecurrenceBackward : public OpKernel {
       return;
     }
 
+    const T* x = inputs.flat<T>().data();
     const T* s = states.flat<T>().data();
     const T* w = kernel.flat<T>().data();
     const T* s0 = initial.flat<T>().data();
@@ -239,7 +265,7 @@ class RecurrenceBackward : public OpKernel {
     // Each shard sums db = sum_n dA(n) while dA(n) is in cache, and after its loop its
     // part of dW_s = sum_n s(n-1)^T dA(n); the parts are added at the end.
     const int64_t shards = RowShards(context, batch);
-    std::vector<Matrix<T>> recurrent_sums(shards);
+    std::vector<Matrix<T>> recurrent_sums(shards), kernel_sums(shards);
     std::vector<Eigen::Matrix<T, 1, Eigen::Dynamic>> bias_sums(
         shards, Eigen::Matrix<T, 1, Eigen::Dynamic>::Zero(units));
     ForEachRowShard(context, batch, [&](int64_t shard, int64_t first, int64_t end) {
@@ -281,10 +307,16 @@ class RecurrenceBackward : public OpKernel {
       }
       sum.noalias() += ConstMap<T>(s0 + first * units, rows, units).transpose() *
                        RowsAt(const_cast<const T*>(out), first, rows, 0, steps, units);
+      // dW_x = sum_n x(n)^T dA(n): rows of x and dA line up, one product.
+      kernel_sums[shard].noalias() =
+          ConstMap<T>(x + first * steps * features, flat_rows, features).transpose() *
+          ConstMap<T>(out + first * steps * units, flat_rows, units);
     });
+    MutableMap<T> kernel_total(d_kernel->flat<T>().data(), features, units);
     MutableMap<T> recurrent_total(d_recurrent->flat<T>().data(), units, units);
     Eigen::Map<Eigen::Matrix<T, 1, Eigen::Dynamic>> bias_total(d_bias->flat<T>().data(), units);
     for (int64_t shard = 0; shard < shards; ++shard) {
+      kernel_total += kernel_sums[shard];
       recurrent_total += recurrent_sums[shard];
       bias_total += bias_sums[shard];
     }
@@ -298,7 +330,9 @@ class RecurrenceBackward : public OpKernel {
 }  // namespace seqapps
 
 REGISTER_OP("SeqappsRecurrenceForward")
-    .Input("projected: T")
+    .Input("inputs: T")
+    .Input("kernel: T")
+    .Input("bias: T")
     .Input("recurrent_kernel: T")
     .Input("initial_state: T")
     .Output("states: T")
@@ -306,13 +340,15 @@ REGISTER_OP("SeqappsRecurrenceForward")
     .Attr("activation: string")
     .Attr("T: {float, double}")
     .SetShapeFn([](seqapps::InferenceContext* c) {
-      c->set_output(0, c->input(0));
-      c->set_output(1, c->input(2));
+      c->set_output(0, c->MakeShape({c->Dim(c->input(0), 0), c->Dim(c->input(0), 1),
+                                     c->Dim(c->input(1), 1)}));
+      c->set_output(1, c->input(4));
       return tensorflow::OkStatus();
     })
-    .Doc("s(n) = phi(projected(n) + s(n-1) recurrent_kernel), batch-major [batch, time, units].");
+    .Doc("s(n) = phi(x(n) kernel + bias + s(n-1) recurrent_kernel), batch-major [batch, time, .].");
 
 REGISTER_OP("SeqappsRecurrenceBackward")
+    .Input("inputs: T")
     .Input("states: T")
     .Input("recurrent_kernel: T")
     .Input("initial_state: T")
@@ -320,19 +356,21 @@ REGISTER_OP("SeqappsRecurrenceBackward")
     .Input("d_final: T")
     .Output("d_pre_activation: T")
     .Output("d_initial_state: T")
+    .Output("d_kernel: T")
     .Output("d_recurrent_kernel: T")
     .Output("d_bias: T")
     .Attr("activation: string")
     .Attr("truncate: int >= 0 = 0")
     .Attr("T: {float, double}")
     .SetShapeFn([](seqapps::InferenceContext* c) {
-      c->set_output(0, c->input(0));
-      c->set_output(1, c->input(4));
-      c->set_output(2, c->input(1));
-      c->set_output(3, c->Vector(c->Dim(c->input(0), 2)));
+      c->set_output(0, c->input(1));
+      c->set_output(1, c->input(5));
+      c->set_output(2, c->Matrix(c->Dim(c->input(0), 2), c->Dim(c->input(1), 2)));
+      c->set_output(3, c->input(2));
+      c->set_output(4, c->Vector(c->Dim(c->input(1), 2)));
       return tensorflow::OkStatus();
     })
-    .Doc("BPTT through the recursion: dLoss/da(n) for all steps, dLoss/ds(0), dW_s and db.");
+    .Doc("BPTT through the recursion: dLoss/da(n) for all steps, dLoss/ds(0), dW_x, dW_s, db.");
 
 #define SEQAPPS_REGISTER(type)                                                              \
   REGISTER_KERNEL_BUILDER(                                                                   \

@@ -218,21 +218,26 @@ def test_model_fit_with_kernels_equals_fit_with_graph_loops(ops, graph_loops):
 
 def test_kernels_handle_empty_sequences_and_name_bad_shapes(ops):
     s0 = tf.constant(RNG.standard_normal((2, 3)).astype("float32"))
-    w = tf.eye(3)
-    states, final = ops.seqapps_recurrence_forward(tf.zeros([2, 0, 3]), w, s0, activation="tanh")
+    w_x, b, w_s = tf.ones([4, 3]), tf.zeros([3]), tf.eye(3)
+    x = tf.zeros([2, 0, 4])
+    states, final = ops.seqapps_recurrence_forward(x, w_x, b, w_s, s0, activation="tanh")
     assert states.shape == (2, 0, 3)
     np.testing.assert_array_equal(final.numpy(), s0.numpy())
-    d_pre, d_initial, d_w, d_b = ops.seqapps_recurrence_backward(
-        states, w, s0, tf.zeros([0, 0, 0]), tf.ones([2, 3]), activation="tanh")
+    d_pre, d_initial, d_w_x, d_w_s, d_b = ops.seqapps_recurrence_backward(
+        x, states, w_s, s0, tf.zeros([0, 0, 0]), tf.ones([2, 3]), activation="tanh")
     np.testing.assert_array_equal(d_initial.numpy(), np.ones((2, 3)))
-    assert not d_w.numpy().any() and not d_b.numpy().any()
+    assert d_w_x.shape == (4, 3)
+    assert not d_w_x.numpy().any() and not d_w_s.numpy().any() and not d_b.numpy().any()
 
+    x = tf.zeros([2, 5, 4])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="kernel must be \\[4, units\\]"):
+        ops.seqapps_recurrence_forward(x, tf.ones([3, 3]), b, w_s, s0, activation="tanh")
     with pytest.raises(tf.errors.InvalidArgumentError, match="recurrent_kernel must be \\[3, 3\\]"):
-        ops.seqapps_recurrence_forward(tf.zeros([2, 4, 3]), tf.eye(2), s0, activation="tanh")
+        ops.seqapps_recurrence_forward(x, w_x, b, tf.eye(2), s0, activation="tanh")
     with pytest.raises(tf.errors.InvalidArgumentError, match="initial_state must be \\[2, 3\\]"):
-        ops.seqapps_recurrence_forward(tf.zeros([2, 4, 3]), w, tf.zeros([5, 3]), activation="tanh")
+        ops.seqapps_recurrence_forward(x, w_x, b, w_s, tf.zeros([5, 3]), activation="tanh")
     with pytest.raises(tf.errors.InvalidArgumentError, match="activation must be"):
-        ops.seqapps_recurrence_forward(tf.zeros([2, 4, 3]), w, s0, activation="softmax")
+        ops.seqapps_recurrence_forward(x, w_x, b, w_s, s0, activation="softmax")
 
 
 def test_unbuildable_kernels_warn_once_and_the_layer_still_trains(tmp_path, monkeypatch):
