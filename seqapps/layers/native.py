@@ -24,6 +24,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import warnings
 from pathlib import Path
 
@@ -110,6 +111,9 @@ def enabled() -> bool:
     return os.environ.get(DISABLE_VARIABLE, "1").strip().lower() not in {"0", "false", "no", "off"}
 
 
+_LOAD_LOCK = threading.Lock()
+
+
 @functools.cache
 def _load_library():
     try:
@@ -126,7 +130,9 @@ def load():
     """The loaded op module (seqapps_recurrence_forward / _backward), or None."""
     if not enabled():
         return None
-    return _load_library()
+    # Replicas of a tf.distribute strategy trace the layer in parallel threads: one builds.
+    with _LOAD_LOCK:
+        return _load_library()
 
 
 def main() -> int:
