@@ -37,11 +37,20 @@ COMPILE_SECONDS = 600
 
 
 def cache_dir() -> Path:
-    """SEQAPPS_KERNEL_CACHE, else $XDG_CACHE_HOME/seqapps/kernels, else ~/.cache/seqapps/kernels."""
+    """SEQAPPS_KERNEL_CACHE if set; else $XDG_CACHE_HOME/seqapps/kernels or
+    ~/.cache/seqapps/kernels, or a folder in the temp dir when that cannot be written
+    (a read-only home in a container)."""
     if os.environ.get(CACHE_VARIABLE):
         return Path(os.environ[CACHE_VARIABLE])
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "seqapps" / "kernels"
+    preferred = Path(base) / "seqapps" / "kernels"
+    try:
+        preferred.mkdir(parents=True, exist_ok=True)
+        if os.access(preferred, os.W_OK):
+            return preferred
+    except OSError:
+        pass
+    return Path(tempfile.gettempdir()) / f"seqapps-kernels-{os.getuid() if hasattr(os, 'getuid') else 0}"
 
 
 def _cpu_flags() -> set[str]:

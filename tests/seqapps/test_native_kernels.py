@@ -8,7 +8,9 @@ SEQAPPS_NATIVE_KERNELS=0 says the kernels are deliberately off.
 
 from __future__ import annotations
 
+import tempfile
 import warnings
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -259,6 +261,17 @@ def test_unbuildable_kernels_warn_once_and_the_layer_still_trains(tmp_path, monk
         assert all(g is not None for g in _sum_and_grads(layer, x))
     finally:
         native._load_library.cache_clear()
+
+
+def test_cache_falls_back_to_temp_dir_when_home_cache_cannot_be_made(tmp_path, monkeypatch):
+    # A path under a regular file cannot be created, even by root (unlike chmod).
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.delenv(native.CACHE_VARIABLE, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker / ".cache"))
+    assert native.cache_dir().parent == Path(tempfile.gettempdir())
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert native.cache_dir() == tmp_path / "cache" / "seqapps" / "kernels"
 
 
 def test_switched_off_by_environment(monkeypatch):
