@@ -11,7 +11,7 @@ SEQAPPS_NATIVE_KERNELS=0 is set, `load()` returns None after one warning and the
 runs its loops as TF graph ops: same results, slower training steps.
 
 >>> ops = load()                      # doctest: +SKIP
->>> states = ops.seqapps_recurrence_forward(projected, w_s, s0, activation="tanh")  # doctest: +SKIP
+>>> states, final = ops.seqapps_recurrence_forward(x, w_x, b, w_s, s0, activation="tanh")  # doctest: +SKIP
 """
 
 from __future__ import annotations
