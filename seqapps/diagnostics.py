@@ -151,8 +151,7 @@ def _capturing(layers: list[Recurrent], tape: tf.GradientTape) -> Iterator[list[
             captures.append(_Capture(current[-1], (args, kwargs), states))
         if not return_final_state:
             return states
-        final = tf.cond(tf.shape(states)[0] > 0, lambda: states[-1], lambda: args[4])
-        return states, final
+        return states, bptt.final_state(states, args[4])
 
     def wrap(layer, original_call):
         def call(*args, **kwargs):
@@ -165,25 +164,20 @@ def _capturing(layers: list[Recurrent], tape: tf.GradientTape) -> Iterator[list[
         return call
 
     recurrent_module.recurrence = recording_recurrence
+    wrapped = []
     # The compiled training loops and the inference-only forward pass bypass
     # bptt.recurrence, so they are off while recording.
-    original_native_ops = recurrent_module.native_ops
-    recurrent_module.native_ops = lambda *args: None
-    original_forward_only_enabled = recurrent_module.forward_only_enabled
-    recurrent_module.forward_only_enabled = lambda: False
-    wrapped = []
     try:
-        for layer in layers:
-            # object.__setattr__: Keras' attribute tracking has no business with this.
-            object.__setattr__(layer, "call", wrap(layer, layer.call))
-            wrapped.append(layer)
-        yield captures
+        with recurrent_module.recurrence_only():
+            for layer in layers:
+                # object.__setattr__: Keras' attribute tracking has no business with this.
+                object.__setattr__(layer, "call", wrap(layer, layer.call))
+                wrapped.append(layer)
+            yield captures
     finally:
         for layer in wrapped:
             object.__delattr__(layer, "call")
         recurrent_module.recurrence = original_recurrence
-        recurrent_module.native_ops = original_native_ops
-        recurrent_module.forward_only_enabled = original_forward_only_enabled
 
 
 def _recursion_inputs(arguments):

@@ -302,6 +302,15 @@ def _backward_loop(d_states, recurrent_kernel, *, derivative=None, states=None, 
     return outputs[0], d_initial
 
 
+def final_state(states: tf.Tensor, initial_state: tf.Tensor) -> tf.Tensor:
+    """s(T) of time-major states, or s(0) when the sequence is empty (checked at run time
+    only when the length is not known when tracing)."""
+    steps = states.shape[0]
+    if steps is not None and steps > 0:
+        return states[-1]
+    return tf.cond(tf.shape(states)[0] > 0, lambda: states[-1], lambda: initial_state)
+
+
 def recurrence(
     inputs: tf.Tensor,
     kernel: tf.Tensor,
@@ -337,16 +346,12 @@ def recurrence(
     phi = resolve_activation(activation)
     mask3 = None if mask is None else tf.expand_dims(tf.cast(mask, tf.bool), -1)
     fused = _FUSED_BACKWARD.get(phi)
-    steps = inputs.shape[0]
 
     @tf.custom_gradient
     def _recurrence(inputs, kernel, recurrent_kernel, bias, initial_state):
         projected = _project(inputs, kernel, bias)
         states = _forward_loop(projected, recurrent_kernel, initial_state, mask3, phi)
-        if steps is not None and steps > 0:
-            final = states[-1]
-        else:
-            final = tf.cond(tf.shape(states)[0] > 0, lambda: states[-1], lambda: initial_state)
+        final = final_state(states, initial_state)
 
         def grad(d_states, d_final):
             mask_float = None if mask3 is None else tf.cast(mask3, d_states.dtype)

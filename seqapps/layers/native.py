@@ -53,14 +53,15 @@ def cache_dir() -> Path:
     return Path(tempfile.gettempdir()) / f"seqapps-kernels-{os.getuid() if hasattr(os, 'getuid') else 0}"
 
 
-def _cpu_flags() -> set[str]:
+@functools.cache
+def _cpu_flags() -> frozenset[str]:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
+                return frozenset(line.split(":", 1)[1].split())
     except OSError:
         pass
-    return set()
+    return frozenset()
 
 
 def compile_command(output: Path) -> list[str]:

@@ -5,11 +5,14 @@
 The layer owns its time loop (it is not a cell inside keras.layers.RNN) and its backward
 pass: in training steps the compiled kernels of seqapps.layers.bptt_native where they
 run, otherwise (inference, export, masks, XLA, other dtypes) TF graph loops
-(seqapps.layers.bptt). Both compute the same numbers. Weights are named as in keras.layers.SimpleRNN (`kernel`,
-`recurrent_kernel`, `bias`), so weights copy across with set_weights.
+(seqapps.layers.bptt). Both compute the same numbers. Weights are named as in
+keras.layers.SimpleRNN (`kernel`, `recurrent_kernel`, `bias`), so weights copy across
+with set_weights.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import keras
 import tensorflow as tf
@@ -24,10 +27,19 @@ from seqapps.layers.initializers import SpectralRadius
 _NOT_ELEMENTWISE = ("softmax", "log_softmax")
 
 
-def forward_only_enabled() -> bool:
-    """Whether inference calls may take bptt.forward_only (seqapps.diagnostics, which
-    records bptt.recurrence calls, switches it off)."""
-    return True
+_recurrence_only = False
+
+
+@contextlib.contextmanager
+def recurrence_only():
+    """Within it, every call runs bptt.recurrence: no compiled training kernels and no
+    bptt.forward_only. seqapps.diagnostics records that function's calls."""
+    global _recurrence_only
+    previous, _recurrence_only = _recurrence_only, True
+    try:
+        yield
+    finally:
+        _recurrence_only = previous
 
 
 def _recurrent_initializer(value):
@@ -296,28 +308,27 @@ class Recurrent(keras.layers.Layer):
         weights = (kernel, recurrent_kernel, bias, initial_state)
         # Compiled loops in training steps only: graphs traced for inference, and so the
         # SavedModels exported for TF Serving, hold standard TF ops alone.
-        ops = None
-        if training and mask is None and not self.normalize_preactivation:
-            ops = native_ops(self._phi, dtype)
+        plain = mask is None and not self.normalize_preactivation and not _recurrence_only
+        ops = native_ops(self._phi, dtype) if training and plain else None
         steps = inputs.shape[1]
-        if ops is not None:
+        # Inference on a short sequence of known length: the forward pass alone (not with
+        # truncate_bptt, whose gradient a caller may still take).
+        inference_only = (
+            not training and plain and self.truncate_bptt is None
+            and steps is not None and 0 < steps <= bptt._FULL_UNROLL_MAX
+        )
+        if ops is not None or inference_only:
             sequence = tf.reverse(inputs, [1]) if self.go_backwards else inputs
-            states, final_state = native_recurrence(
-                ops, sequence, *weights, activation=self._phi,
-                truncate_bptt=self.truncate_bptt, final_state_only=not self.return_sequences,
-            )
-            outputs = states if self.return_sequences else final_state
-        elif (
-            not training and mask is None and not self.normalize_preactivation
-            and self.truncate_bptt is None and steps is not None and 0 < steps <= bptt._FULL_UNROLL_MAX
-            and forward_only_enabled()
-        ):
-            # Inference on a short sequence of known length: the forward pass alone (not
-            # with truncate_bptt, whose gradient a caller may still take).
-            sequence = tf.reverse(inputs, [1]) if self.go_backwards else inputs
-            states, final_state = forward_only(
-                sequence, *weights, activation=self._phi, return_sequences=self.return_sequences
-            )
+            if ops is not None:
+                states, final_state = native_recurrence(
+                    ops, sequence, *weights, activation=self._phi,
+                    truncate_bptt=self.truncate_bptt, final_state_only=not self.return_sequences,
+                )
+            else:
+                states, final_state = forward_only(
+                    sequence, *weights, activation=self._phi,
+                    return_sequences=self.return_sequences,
+                )
             outputs = states if self.return_sequences else final_state
         else:
             states, final_state = self._graph_recursion(inputs, mask, weights, batch)
@@ -370,10 +381,7 @@ class Recurrent(keras.layers.Layer):
                 return_final_state=True,
             )
         if final_state is None:
-            # An empty sequence leaves the state where it was.
-            final_state = tf.cond(
-                tf.shape(states)[0] > 0, lambda: states[-1], lambda: initial_state
-            )
+            final_state = bptt.final_state(states, initial_state)
         return states, final_state
 
     def compute_mask(self, inputs, mask=None):
