@@ -250,7 +250,7 @@ def test_unbuildable_kernels_warn_once_and_the_layer_still_trains(tmp_path, monk
             assert native.load() is None
         messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
         assert len(messages) == 1 and "recurrence_kernels.cc" in messages[0], messages
-        assert not list(tmp_path.glob("*.partial")), "a failed build leaves no partial file"
+        assert not list(tmp_path.iterdir()), "a failed build leaves no partial file"
 
         layer = _layer(3, 2)
         x = tf.constant(RNG.standard_normal((2, 4, 2)).astype("float32"))
