@@ -72,6 +72,14 @@ def _check_int(name: str, value) -> int:
     return int(value)
 
 
+def _tf_windows():
+    """seqapps.layers.windows, the one implementation (TensorFlow, imported on first use
+    so that modules importing this one at start-up stay light)."""
+    from seqapps.layers import windows
+
+    return windows
+
+
 def _is_tf_tensor(value) -> bool:
     # A tensor can only exist once TensorFlow is imported, so the NumPy path never pays
     # for importing it (decoder worker processes stay light).
@@ -118,22 +126,11 @@ def n_windows(n_items: int, *, length: int, shift: int, pad_end: bool = True) ->
 
 
 def _count_np(n: int, length: int, shift: int, pad_end: bool) -> int:
-    if not pad_end:
-        return max(0, 1 + (n - length) // shift) if n >= length else 0
-    if n == 0:
-        return 0
-    # -(-a // b) is ceil(a / b) for integers.
-    return min(-(-n // shift), 1 + -(-max(n - length, 0) // shift))
+    return int(_tf_windows().count_windows(n, window=length, hop=shift, pad_end=pad_end))
 
 
 def _count_tf(n, length: int, shift: int, pad_end: bool):
-    import tensorflow as tf
-
-    if not pad_end:
-        return tf.where(n >= length, 1 + (n - length) // shift, 0)
-    reach_end = 1 + (tf.maximum(n - length, 0) + shift - 1) // shift
-    start_inside = (n + shift - 1) // shift
-    return tf.minimum(start_inside, reach_end)
+    return _tf_windows().count_windows(n, window=length, hop=shift, pad_end=pad_end)
 
 
 # --------------------------------------------------------------------------- windows
@@ -170,37 +167,12 @@ def frame_windows(sequence, *, length: int, shift: int, pad_end: bool = True, pa
 
 
 def _frame_np(sequence: np.ndarray, length: int, shift: int, pad_end: bool, pad_value):
-    n_items = sequence.shape[0]
-    count = _count_np(n_items, length, shift, pad_end)
-    starts = np.arange(count) * shift
-    positions = starts[:, None] + np.arange(length)[None, :]  # [n_windows, length]
-    mask = positions < n_items
-    needed = max(n_items, int(positions.max()) + 1 if count else 0)
-    padded = np.full((needed, *sequence.shape[1:]), pad_value, dtype=sequence.dtype)
-    padded[:n_items] = sequence
-    return padded[positions], mask
+    windows, mask = _frame_tf(sequence, length, shift, pad_end, pad_value)
+    return windows.numpy(), mask.numpy()
 
 
 def _frame_tf(sequence, length: int, shift: int, pad_end: bool, pad_value):
-    import tensorflow as tf
-
-    n_items = tf.shape(sequence)[0]
-    count = _count_tf(n_items, length, shift, pad_end)
-    # Pad so that exactly `count` windows fit, then let tf.signal.frame cut them.
-    needed = tf.maximum((count - 1) * shift + length, 0)
-    needed = tf.where(count > 0, needed, 0)
-    pad_rows = tf.maximum(needed - n_items, 0)
-    paddings = tf.concat(
-        [[[0, pad_rows]], tf.zeros([tf.rank(sequence) - 1, 2], dtype=pad_rows.dtype)], axis=0
-    )
-    padded = tf.pad(sequence, paddings, constant_values=tf.cast(pad_value, sequence.dtype))
-    padded = padded[:needed]
-    windows = tf.signal.frame(padded, length, shift, pad_end=False, axis=0)
-    windows = windows[:count]
-    if sequence.shape.rank is not None:  # dynamic padding hides the static trailing shape
-        windows.set_shape([None, length, *sequence.shape[1:]])
-    positions = tf.range(count)[:, None] * shift + tf.range(length)[None, :]
-    return windows, positions < n_items
+    return _tf_windows().frame(sequence, window=length, hop=shift, pad_end=pad_end, pad_value=pad_value)
 
 
 def window_targets(per_item_targets, *, length: int, shift: int, delay: int = 0,
@@ -276,25 +248,9 @@ def windows_of_packed_clips(flat, lengths, *, length: int, shift: int, pad_value
     >>> w.numpy().tolist(), c.numpy().tolist()
     ([[0, 1], [2, 0], [3, 4]], [0, 0, 1])
     """
-    import tensorflow as tf
-
     length = _check_positive_int("length", length)
     shift = _check_positive_int("shift", shift)
-    flat = tf.convert_to_tensor(flat)
-    lengths = tf.cast(lengths, tf.int32)
-    counts = _count_tf(lengths, length, shift, True)
-    starts = tf.cumsum(lengths, exclusive=True)
-    clip_of_window = tf.repeat(tf.range(tf.size(lengths)), counts)
-    first_window = tf.cumsum(counts, exclusive=True)
-    index_in_clip = tf.range(tf.reduce_sum(counts)) - tf.gather(first_window, clip_of_window)
-    positions = (index_in_clip * shift)[:, tf.newaxis] + tf.range(length)[tf.newaxis, :]
-    clip_lengths = tf.gather(lengths, clip_of_window)[:, tf.newaxis]
-    mask = positions < clip_lengths
-    gather_at = tf.gather(starts, clip_of_window)[:, tf.newaxis] + tf.minimum(positions, clip_lengths - 1)
-    values = tf.gather(flat, gather_at)
-    expanded = tf.reshape(mask, tf.concat([tf.shape(mask), tf.ones([tf.rank(values) - 2], tf.int32)], 0))
-    windows = tf.where(expanded, values, tf.cast(pad_value, values.dtype))
-    return windows, mask, clip_of_window
+    return _tf_windows().frame_packed(flat, lengths, window=length, hop=shift, pad_value=pad_value)
 
 
 def windows_for_clips(clips, labels=None, *, length: int, shift: int, pad_end: bool = True,
