@@ -1,13 +1,13 @@
 """Windows, masks, delays and clip aggregation, shared by the audio and video pipelines.
 
 An *item* is one step of a sequence: a sample for audio, a frame (or frame-feature
-vector) for video. A sequence ``[time, ...]`` is cut into windows of ``length`` items
-that start every ``shift`` items:
+vector) for video. A sequence ``[time, ...]`` is cut into windows of ``window`` items
+that start every ``hop`` items:
 
-* windows start at ``0, shift, 2 * shift, ...`` and stop after the first window that
+* windows start at ``0, hop, 2 * hop, ...`` and stop after the first window that
   reaches the end of the sequence, so no window is entirely padding;
 * with ``pad_end=True`` the last (or only) window is padded with ``pad_value`` and the
-  padded items are ``False`` in the mask; a sequence shorter than ``length`` gives one
+  padded items are ``False`` in the mask; a sequence shorter than ``window`` gives one
   padded window, an empty sequence gives none;
 * with ``pad_end=False`` only full windows are kept (``tf.signal.frame`` semantics).
 
@@ -19,7 +19,7 @@ Window order used everywhere here (``windows_for_clips``, ``stateful_layout``): 
 windows in time order, then clip 1's, and so on.
 
 >>> import numpy as np
->>> windows, mask = frame_windows(np.arange(5), length=3, shift=2)
+>>> windows, mask = frame_windows(np.arange(5), window=3, hop=2)
 >>> windows.tolist(), mask.tolist()
 ([[0, 1, 2], [2, 3, 4]], [[True, True, True], [True, True, True]])
 """
@@ -55,12 +55,13 @@ def _check_positive_int(name: str, value) -> int:
     return int(value)
 
 
-def check_window_arguments(*, length, shift, batch_size, target) -> None:
-    """Validate the arguments every windowed dataset takes (video decoding and cache).
+def check_window_arguments(*, window_frames, hop_frames, batch_size, target) -> None:
+    """Validate the arguments every windowed video dataset takes (decoding and cache).
 
-    >>> check_window_arguments(length=16, shift=8, batch_size=4, target="label")
+    >>> check_window_arguments(window_frames=16, hop_frames=8, batch_size=4, target="label")
     """
-    for name, value in (("length", length), ("shift", shift), ("batch_size", batch_size)):
+    for name, value in (("window_frames", window_frames), ("hop_frames", hop_frames),
+                        ("batch_size", batch_size)):
         _check_positive_int(name, value)
     if target not in ("label", "clip_targets", "frame"):
         raise invalid_argument("target", target, 'one of ("label", "clip_targets", "frame")')
@@ -104,78 +105,78 @@ def _check_sequence(name: str, sequence):
 # --------------------------------------------------------------------------- counting
 
 
-def n_windows(n_items: int, *, length: int, shift: int, pad_end: bool = True) -> int:
+def n_windows(n_items: int, *, window: int, hop: int, pad_end: bool = True) -> int:
     """Number of windows ``frame_windows`` makes from ``n_items`` items.
 
-    With ``pad_end``: 0 for an empty sequence, else windows start every ``shift`` items
+    With ``pad_end``: 0 for an empty sequence, else windows start every ``hop`` items
     while they start inside the sequence and until one reaches its end, i.e.
-    ``min(ceil(n / shift), 1 + ceil(max(n - length, 0) / shift))``. Without: the
-    number of full windows, ``max(0, 1 + (n - length) // shift)``.
+    ``min(ceil(n / hop), 1 + ceil(max(n - window, 0) / hop))``. Without: the
+    number of full windows, ``max(0, 1 + (n - window) // hop)``.
 
-    >>> n_windows(10, length=4, shift=2), n_windows(10, length=4, shift=2, pad_end=False)
+    >>> n_windows(10, window=4, hop=2), n_windows(10, window=4, hop=2, pad_end=False)
     (4, 4)
-    >>> n_windows(3, length=4, shift=1), n_windows(0, length=4, shift=1)
+    >>> n_windows(3, window=4, hop=1), n_windows(0, window=4, hop=1)
     (1, 0)
     """
-    length = _check_positive_int("length", length)
-    shift = _check_positive_int("shift", shift)
+    window = _check_positive_int("window", window)
+    hop = _check_positive_int("hop", hop)
     n_items = _check_int("n_items", n_items)
     if n_items < 0:
         raise invalid_argument("n_items", n_items, "a non-negative integer")
-    return _count_np(n_items, length, shift, pad_end)
+    return _count_np(n_items, window, hop, pad_end)
 
 
-def _count_np(n: int, length: int, shift: int, pad_end: bool) -> int:
-    return int(_tf_windows().count_windows(n, window=length, hop=shift, pad_end=pad_end))
+def _count_np(n: int, window: int, hop: int, pad_end: bool) -> int:
+    return int(_tf_windows().count_windows(n, window=window, hop=hop, pad_end=pad_end))
 
 
-def _count_tf(n, length: int, shift: int, pad_end: bool):
-    return _tf_windows().count_windows(n, window=length, hop=shift, pad_end=pad_end)
+def _count_tf(n, window: int, hop: int, pad_end: bool):
+    return _tf_windows().count_windows(n, window=window, hop=hop, pad_end=pad_end)
 
 
 # --------------------------------------------------------------------------- windows
 
 
-def frame_windows(sequence, *, length: int, shift: int, pad_end: bool = True, pad_value=0):
-    """Cut a sequence into windows of ``length`` items every ``shift`` items.
+def frame_windows(sequence, *, window: int, hop: int, pad_end: bool = True, pad_value=0):
+    """Cut a sequence into windows of ``window`` items every ``hop`` items.
 
     Args:
         sequence: ``[time, ...]`` NumPy array or TF tensor (time may be unknown).
-        length: items per window (positive int).
-        shift: items between window starts (positive int).
+        window: items per window (positive int).
+        hop: items between window starts (positive int).
         pad_end: pad and keep the last, partial window (see the module docstring).
         pad_value: value of padded items.
 
     Returns:
-        ``(windows, mask)``: ``windows`` ``[n_windows, length, ...]`` of the input dtype,
-        ``mask`` bool ``[n_windows, length]``, ``True`` on real items. NumPy in, NumPy
+        ``(windows, mask)``: ``windows`` ``[n_windows, window, ...]`` of the input dtype,
+        ``mask`` bool ``[n_windows, window]``, ``True`` on real items. NumPy in, NumPy
         out; tensor in, tensors out.
 
     >>> import numpy as np
-    >>> windows, mask = frame_windows(np.arange(1, 6), length=4, shift=2)
+    >>> windows, mask = frame_windows(np.arange(1, 6), window=4, hop=2)
     >>> windows.tolist()
     [[1, 2, 3, 4], [3, 4, 5, 0]]
     >>> mask.tolist()
     [[True, True, True, True], [True, True, True, False]]
     """
-    length = _check_positive_int("length", length)
-    shift = _check_positive_int("shift", shift)
+    window = _check_positive_int("window", window)
+    hop = _check_positive_int("hop", hop)
     sequence = _check_sequence("sequence", sequence)
     if _is_tf_tensor(sequence):
-        return _frame_tf(sequence, length, shift, bool(pad_end), pad_value)
-    return _frame_np(sequence, length, shift, bool(pad_end), pad_value)
+        return _frame_tf(sequence, window, hop, bool(pad_end), pad_value)
+    return _frame_np(sequence, window, hop, bool(pad_end), pad_value)
 
 
-def _frame_np(sequence: np.ndarray, length: int, shift: int, pad_end: bool, pad_value):
-    windows, mask = _frame_tf(sequence, length, shift, pad_end, pad_value)
+def _frame_np(sequence: np.ndarray, window: int, hop: int, pad_end: bool, pad_value):
+    windows, mask = _frame_tf(sequence, window, hop, pad_end, pad_value)
     return windows.numpy(), mask.numpy()
 
 
-def _frame_tf(sequence, length: int, shift: int, pad_end: bool, pad_value):
-    return _tf_windows().frame(sequence, window=length, hop=shift, pad_end=pad_end, pad_value=pad_value)
+def _frame_tf(sequence, window: int, hop: int, pad_end: bool, pad_value):
+    return _tf_windows().frame(sequence, window=window, hop=hop, pad_end=pad_end, pad_value=pad_value)
 
 
-def window_targets(per_item_targets, *, length: int, shift: int, delay: int = 0,
+def window_targets(per_item_targets, *, window: int, hop: int, delay: int = 0,
                    pad_end: bool = True):
     """Window per-item regression targets with a delay ``d``: item n's target is y(n + d).
 
@@ -186,22 +187,22 @@ def window_targets(per_item_targets, *, length: int, shift: int, delay: int = 0,
 
     Args:
         per_item_targets: ``[time]`` or ``[time, n_targets]`` (NumPy or TF tensor).
-        length, shift, pad_end: as in ``frame_windows``.
+        window, hop, pad_end: as in ``frame_windows``.
         delay: integer d (may be negative: target from the past).
 
     Returns:
-        ``(targets [n_windows, length, ...], mask bool [n_windows, length])``.
+        ``(targets [n_windows, window, ...], mask bool [n_windows, window])``.
 
     >>> import numpy as np
     >>> targets, mask = window_targets(np.array([10., 11., 12., 13., 14.]),
-    ...                                length=3, shift=2, delay=1)
+    ...                                window=3, hop=2, delay=1)
     >>> targets.tolist()
     [[11.0, 12.0, 13.0], [13.0, 14.0, 0.0]]
     >>> mask.tolist()
     [[True, True, True], [True, True, False]]
     """
-    length = _check_positive_int("length", length)
-    shift = _check_positive_int("shift", shift)
+    window = _check_positive_int("window", window)
+    hop = _check_positive_int("hop", hop)
     delay = _check_int("delay", delay)
     targets = _check_sequence("per_item_targets", per_item_targets)
     if _is_tf_tensor(targets):
@@ -214,74 +215,74 @@ def window_targets(per_item_targets, *, length: int, shift: int, delay: int = 0,
         zero = tf.zeros_like(shifted)
         shape = tf.concat([[n_items], tf.ones([tf.rank(targets) - 1], tf.int32)], axis=0)
         shifted = tf.where(tf.reshape(valid, shape), shifted, zero)
-        windows, _ = _frame_tf(shifted, length, shift, pad_end, 0)
-        valid_windows, _ = _frame_tf(valid, length, shift, pad_end, False)
+        windows, _ = _frame_tf(shifted, window, hop, pad_end, 0)
+        valid_windows, _ = _frame_tf(valid, window, hop, pad_end, False)
         return windows, valid_windows
     n_items = targets.shape[0]
     index = np.arange(n_items) + delay
     valid = (index >= 0) & (index < n_items)
     shifted = np.zeros_like(targets)
     shifted[valid] = targets[index[valid]]
-    windows, _ = _frame_np(shifted, length, shift, pad_end, 0)
-    valid_windows, _ = _frame_np(valid, length, shift, pad_end, False)
+    windows, _ = _frame_np(shifted, window, hop, pad_end, 0)
+    valid_windows, _ = _frame_np(valid, window, hop, pad_end, False)
     return windows, valid_windows
 
 
-def windows_of_packed_clips(flat, lengths, *, length: int, shift: int, pad_value=0):
+def windows_of_packed_clips(flat, lengths, *, window: int, hop: int, pad_value=0):
     """Windows of many clips packed end to end, in one vectorised TF computation.
 
-    The same windows as ``frame_windows(clip, length=length, shift=shift)`` for each clip
+    The same windows as ``frame_windows(clip, window=window, hop=hop)`` for each clip
     in turn (pad_end=True), without a per-clip loop or padding every clip to the longest:
     tf.data pipelines call it once per group of clips instead of once per clip.
 
     Args:
         flat: [total, ...] the clips' items concatenated (e.g. RaggedTensor.flat_values).
         lengths: [clips] items per clip (sum = total).
-        length, shift: window length and shift.
+        window, hop: items per window and between window starts.
 
     Returns:
-        (windows [n_windows, length, ...], mask [n_windows, length] bool,
+        (windows [n_windows, window, ...], mask [n_windows, window] bool,
         clip_of_window [n_windows] int32 index into ``lengths``).
 
     >>> import tensorflow as tf
-    >>> w, m, c = windows_of_packed_clips(tf.range(5), tf.constant([3, 2]), length=2, shift=2)
+    >>> w, m, c = windows_of_packed_clips(tf.range(5), tf.constant([3, 2]), window=2, hop=2)
     >>> w.numpy().tolist(), c.numpy().tolist()
     ([[0, 1], [2, 0], [3, 4]], [0, 0, 1])
     """
-    length = _check_positive_int("length", length)
-    shift = _check_positive_int("shift", shift)
-    return _tf_windows().frame_packed(flat, lengths, window=length, hop=shift, pad_value=pad_value)
+    window = _check_positive_int("window", window)
+    hop = _check_positive_int("hop", hop)
+    return _tf_windows().frame_packed(flat, lengths, window=window, hop=hop, pad_value=pad_value)
 
 
-def windows_for_clips(clips, labels=None, *, length: int, shift: int, pad_end: bool = True,
+def windows_for_clips(clips, labels=None, *, window: int, hop: int, pad_end: bool = True,
                       pad_value=0, per_item_targets=None, delay: int = 0) -> dict:
     """Windows from many clips, never crossing a clip boundary (NumPy).
 
     Args:
         clips: list of ``[time_i, ...]`` arrays with the same trailing shape and dtype.
         labels: optional per-clip labels ``[n_clips, ...]`` (class ids or targets).
-        length, shift, pad_end, pad_value: as in ``frame_windows``.
+        window, hop, pad_end, pad_value: as in ``frame_windows``.
         per_item_targets: optional list of ``[time_i, ...]`` per-item targets, windowed
             with ``window_targets`` (same ``delay`` for all clips).
         delay: see ``window_targets``.
 
     Returns:
         dict of arrays, one row per window (clip 0's windows first):
-        ``windows [n, length, ...]``, ``mask bool [n, length]``, ``clip_index int32 [n]``,
+        ``windows [n, window, ...]``, ``mask bool [n, window]``, ``clip_index int32 [n]``,
         ``window_index_in_clip int32 [n]``, ``is_first_window bool [n]``,
         ``is_last_window bool [n]``, ``n_windows_per_clip int32 [n_clips]``; plus
-        ``labels [n, ...]`` when ``labels`` is given and ``targets [n, length, ...]``,
-        ``target_mask bool [n, length]`` when ``per_item_targets`` is given. A clip too
-        short for any window (empty, or shorter than ``length`` without ``pad_end``)
+        ``labels [n, ...]`` when ``labels`` is given and ``targets [n, window, ...]``,
+        ``target_mask bool [n, window]`` when ``per_item_targets`` is given. A clip too
+        short for any window (empty, or shorter than ``window`` without ``pad_end``)
         contributes no row.
 
     >>> import numpy as np
-    >>> out = windows_for_clips([np.arange(3), np.arange(10, 15)], [0, 1], length=2, shift=2)
+    >>> out = windows_for_clips([np.arange(3), np.arange(10, 15)], [0, 1], window=2, hop=2)
     >>> out["windows"].tolist(), out["clip_index"].tolist()
     ([[0, 1], [2, 0], [10, 11], [12, 13], [14, 0]], [0, 0, 1, 1, 1])
     """
-    length = _check_positive_int("length", length)
-    shift = _check_positive_int("shift", shift)
+    window = _check_positive_int("window", window)
+    hop = _check_positive_int("hop", hop)
     clips = [np.asarray(clip) for clip in clips]
     for i, clip in enumerate(clips):
         if clip.ndim == 0 or clip.shape[1:] != clips[0].shape[1:]:
@@ -302,7 +303,7 @@ def windows_for_clips(clips, labels=None, *, length: int, shift: int, pad_end: b
     dtype = clips[0].dtype if clips else np.float32
     windows, masks, targets, target_masks, counts = [], [], [], [], []
     for i, clip in enumerate(clips):
-        w, m = _frame_np(clip, length, shift, pad_end, pad_value)
+        w, m = _frame_np(clip, window, hop, pad_end, pad_value)
         windows.append(w)
         masks.append(m)
         counts.append(len(w))
@@ -312,7 +313,7 @@ def windows_for_clips(clips, labels=None, *, length: int, shift: int, pad_end: b
                 raise invalid_argument(f"per_item_targets[{i}]",
                                        f"<array of shape {item_targets.shape}>",
                                        f"one target per item of clips[{i}] ({len(clip)})")
-            t, tm = window_targets(item_targets, length=length, shift=shift, delay=delay,
+            t, tm = window_targets(item_targets, window=window, hop=hop, delay=delay,
                                    pad_end=pad_end)
             targets.append(t)
             target_masks.append(tm)
@@ -323,8 +324,8 @@ def windows_for_clips(clips, labels=None, *, length: int, shift: int, pad_end: b
     window_index_in_clip = (np.arange(len(clip_index)) - starts[clip_index]).astype(np.int32)
     out = {
         "windows": (np.concatenate(windows) if windows
-                    else np.zeros((0, length, *trailing), dtype)),
-        "mask": np.concatenate(masks) if masks else np.zeros((0, length), bool),
+                    else np.zeros((0, window, *trailing), dtype)),
+        "mask": np.concatenate(masks) if masks else np.zeros((0, window), bool),
         "clip_index": clip_index,
         "window_index_in_clip": window_index_in_clip,
         "is_first_window": window_index_in_clip == 0,
@@ -334,9 +335,9 @@ def windows_for_clips(clips, labels=None, *, length: int, shift: int, pad_end: b
     if labels is not None:
         out["labels"] = labels[clip_index]
     if per_item_targets is not None:
-        out["targets"] = np.concatenate(targets) if targets else np.zeros((0, length))
+        out["targets"] = np.concatenate(targets) if targets else np.zeros((0, window))
         out["target_mask"] = (np.concatenate(target_masks) if target_masks
-                              else np.zeros((0, length), bool))
+                              else np.zeros((0, window), bool))
     return out
 
 

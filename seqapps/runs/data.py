@@ -79,7 +79,7 @@ def make_frontend(kind: str, data: dict):
             f"`data.features` must be a non-empty list drawn from {sorted(makers)}. Received: {data['features']!r}"
         )
     parts = [makers[name]() for name in data["features"]]
-    frontend = parts[0] if len(parts) == 1 else FrameFeatures(parts)
+    frontend = parts[0] if len(parts) == 1 else FrameFeatures(layers=parts)
     height, width = data["size"]
     return frontend, (None, height, width, 3)
 
@@ -130,9 +130,9 @@ def make_dataset(kind: str, source, indices, *, data: dict, frontend, batch_size
         report=report,
     )
     dataset = read_frame_cache(
-        folder, length=data["window_frames"], shift=data["hop_frames"], batch_size=batch_size,
+        folder, window_frames=data["window_frames"], hop_frames=data["hop_frames"], batch_size=batch_size,
         target="label" if source.task == "classify" else "clip_targets", shuffle=shuffle, seed=seed,
-        include_clip_index=with_clip_index,
+        with_clip_index=with_clip_index,
     )
     return dataset.map(_rename_inputs_to_features)
 
@@ -180,7 +180,7 @@ def clip_predictions(model, kind: str, source, indices, *, data: dict, cache_dir
         folder = write_frame_cache(source, indices, Path(cache_dir), feature_layer=model.frontend,
                                    fps=data["fps"], size=tuple(data["size"]), report=report)
         for clip in read_cached_clips(folder):
-            clips.append(indices[int(clip["clip_index"])])
+            clips.append(int(clip["clip_index"]))
             predictions.append(predict({"features": clip["features"][tf.newaxis]}).numpy()[0])
     if not predictions:
         raise ConfigError("no clips to evaluate: every file was skipped (see the bad-input report)")

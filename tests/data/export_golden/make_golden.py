@@ -60,7 +60,7 @@ def build_models() -> dict:
             units=4, dropout=0.0)),
         "video": _normalized(SequenceClassifier(
             num_classes=2, class_names=["wave", "clap"], input_shape=(None, 8, 8, 3),
-            frontend=FrameFeatures([FramePixels(size=(2, 2)), FrameMotion(size=(8, 8), grid=(2, 2))]),
+            frontend=FrameFeatures(layers=[FramePixels(size=(2, 2)), FrameMotion(size=(8, 8), grid=(2, 2))]),
             units=4, dropout=0.0)),
         "regressor": _normalized(SequenceRegressor(
             num_targets=2, target_names=["x", "y"], input_shape=(None, 3), units=3, num_layers=2,
