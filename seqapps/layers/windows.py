@@ -65,13 +65,18 @@ def _cut(sequence, count, *, window: int, hop: int, axis: int, pad_value):
     n = tf.shape(sequence)[axis]
     needed = tf.where(count > 0, (count - 1) * hop + window, 0)
     pad = tf.maximum(needed - n, 0)
-    rank = tf.rank(sequence)
-    paddings = tf.tensor_scatter_nd_update(
-        tf.zeros([rank, 2], pad.dtype), [[axis, 1]], tf.reshape(pad, [1]))
+    rank = sequence.shape.rank
+    if rank is None:  # unknown rank: build the paddings and the slice in the graph
+        rank = tf.rank(sequence)
+        paddings = tf.tensor_scatter_nd_update(tf.zeros([rank, 2], pad.dtype), [[axis, 1]], tf.reshape(pad, [1]))
+        size = tf.tensor_scatter_nd_update(-tf.ones([rank], tf.int32), [[axis]], tf.reshape(needed, [1]))
+        begin = tf.zeros([rank], tf.int32)
+    else:
+        paddings = [[0, 0]] * axis + [[0, pad]] + [[0, 0]] * (rank - axis - 1)
+        size = [-1] * axis + [needed] + [-1] * (rank - axis - 1)
+        begin = [0] * rank
     padded = tf.pad(sequence, paddings, constant_values=tf.cast(pad_value, sequence.dtype))
     # Items past the last window (possible when window < hop) are not framed.
-    begin = tf.zeros([rank], tf.int32)
-    size = tf.tensor_scatter_nd_update(-tf.ones([rank], tf.int32), [[axis]], tf.reshape(needed, [1]))
     padded = tf.slice(padded, begin, size)
     windows = tf.signal.frame(padded, window, hop, pad_end=False, axis=axis)
     positions = tf.range(count)[:, tf.newaxis] * hop + tf.range(window)[tf.newaxis, :]
