@@ -8,8 +8,8 @@ the demo and the benchmarks call these functions, and so can a user's own script
 >>> model, config = runs.load_run("runs/words")                                    # doctest: +SKIP
 
 Modules: `settings` (defaults and config files, no TensorFlow), `data` (sources,
-frontends, datasets of a run), `train`, `evaluate` (evaluate and predict), `diagnose`,
-`demo`. Names are imported on first use so that `seqapps.runs.settings` stays light.
+frontends, datasets of a run), `train`, `evaluate` (evaluate and predict), `export`,
+`diagnose`, `demo`. Names are imported on first use so that `seqapps.runs.settings` stays light.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ _EXPORTS = {
     "evaluate_run": "evaluate",
     "predict_files": "evaluate",
     "make_predictor": "evaluate",
+    "export_run": "export",
     "diagnose_run": "diagnose",
     "run_demo": "demo",
     "resolve_settings": "settings",
