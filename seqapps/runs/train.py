@@ -55,8 +55,11 @@ def _load_or_make_split(run_dir: Path, source, training: dict, write_dir: Path |
     return split
 
 
-def build_model(kind: str, task: str, settings: dict, source):
-    frontend, input_shape = run_data.make_frontend(kind, settings["data"])
+def build_model(kind: str, task: str, settings: dict, source, *, noise=None):
+    """The task model the settings describe; `noise`: decoded background noise
+    (seqapps.runs.speech.load_noise) when `augmentation.noise_dir` is set."""
+    frontend, input_shape = run_data.make_frontend(kind, settings["data"], augmentation=settings.get("augmentation"),
+                                                   noise=noise)
     model_settings = dict(settings["model"])
     spec_augment = model_settings.pop("spec_augment")
     if spec_augment is not None:
@@ -120,14 +123,22 @@ def train_run(kind: str, *, run_dir, data_dir=None, manifest=None, task="classif
             )
         return _train_and_evaluate(kind, source, split, settings=settings, strategy=strategy, run_dir=run_dir,
                                    out_dir=out_dir, batch_size=batch_size, learning_rate=learning_rate,
-                                   report=report, verbose=verbose)
+                                   report=report, verbose=verbose, noise=run_noise(kind, settings, data_dir))
+
+
+def run_noise(kind: str, settings: dict, data_dir=None):
+    """Background noise decoded once for `augmentation.noise_dir` (None when not set)."""
+    from seqapps.runs import speech
+
+    folder = speech.noise_folder(settings.get("augmentation"), data_dir) if kind == "audio" else None
+    return None if folder is None else speech.load_noise(folder, sample_rate=settings["data"]["sample_rate"])
 
 
 def _train_and_evaluate(kind, source, split, *, settings, strategy, run_dir, out_dir, batch_size, learning_rate,
-                        report, verbose) -> dict:
+                        report, verbose, noise=None) -> dict:
     training = settings["training"]
     with strategy.scope():
-        model = build_model(kind, source.task, settings, source)
+        model = build_model(kind, source.task, settings, source, noise=noise)
         model.compile(optimizer=keras.optimizers.Adam(learning_rate, clipnorm=training["clipnorm"]))
     cache = out_dir / "cache"
     make = dict(data=settings["data"], frontend=model.frontend, batch_size=batch_size,
