@@ -75,6 +75,8 @@ DEFAULTS = {
             "hidden_units": 0,
             "truncate_bptt": None,
             "spec_augment": None,
+            "bidirectional": False,
+            "merge_mode": "concat",
         },
         "training": {
             "epochs": 30,
@@ -86,6 +88,9 @@ DEFAULTS = {
             "val_fraction": 0.15,
             "test_fraction": 0.15,
             "class_weight": None,
+            "lr_schedule": None,
+            "warmup_epochs": 0,
+            "label_smoothing": 0.0,
         },
     },
 }

@@ -33,7 +33,7 @@ from seqapps.evaluation import (
     regression_metrics,
 )
 from seqapps.tasks import SequenceClassifier, SequenceRegressor
-from seqapps.training import balanced_class_weight, fit
+from seqapps.training import SparseSmoothedCrossentropy, balanced_class_weight, fit, learning_rate_callback
 
 
 def _load_or_make_split(run_dir: Path, source, training: dict, write_dir: Path | None = None):
@@ -139,7 +139,8 @@ def _train_and_evaluate(kind, source, split, *, settings, strategy, run_dir, out
     training = settings["training"]
     with strategy.scope():
         model = build_model(kind, source.task, settings, source, noise=noise)
-        model.compile(optimizer=keras.optimizers.Adam(learning_rate, clipnorm=training["clipnorm"]))
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate, clipnorm=training["clipnorm"]),
+                      loss=_loss(source.task, training))
     cache = out_dir / "cache"
     make = dict(data=settings["data"], frontend=model.frontend, batch_size=batch_size,
                 cache_dir=cache, report=report)
@@ -162,8 +163,12 @@ def _train_and_evaluate(kind, source, split, *, settings, strategy, run_dir, out
     else:
         write_json(out_dir / "targets.json", source.target_names)
 
+    schedule = learning_rate_callback(training["lr_schedule"], learning_rate=learning_rate,
+                                      epochs=training["epochs"], warmup_epochs=training["warmup_epochs"],
+                                      patience=training["patience"])
     history = fit(model, train_ds, val_ds, run_dir=run_dir, epochs=training["epochs"],
-                  patience=training["patience"], class_weight=class_weight, verbose=verbose)
+                  patience=training["patience"], class_weight=class_weight, verbose=verbose,
+                  extra_callbacks=[schedule] if schedule is not None else None)
     with atomic_path(out_dir / "model.keras") as tmp:
         model.save(tmp)
     full_history = _history_from_csv(out_dir / "history.csv") or history.history
@@ -185,6 +190,16 @@ def _train_and_evaluate(kind, source, split, *, settings, strategy, run_dir, out
     if report.count:
         print(report.summary())
     return metrics
+
+
+def _loss(task: str, training: dict):
+    """The compile loss: the model's default, or label-smoothed cross-entropy."""
+    smoothing = training.get("label_smoothing") or 0.0
+    if not smoothing:
+        return None
+    if task != "classify":
+        raise ConfigError(f"`training.label_smoothing` is for classification. Received: label_smoothing={smoothing!r}")
+    return SparseSmoothedCrossentropy(label_smoothing=smoothing)
 
 
 def _history_from_csv(path: Path) -> dict | None:
