@@ -44,6 +44,28 @@ def load_source(kind: str, *, data_dir=None, manifest=None, task="classify", tar
     return source
 
 
+def load_training_source(kind: str, *, data_dir=None, manifest=None, task="classify", target_columns=None,
+                         report: BadInputReport, group_pattern: str | None = None, test_dir=None,
+                         test_manifest=None) -> sources.DataSource:
+    """The training source of `seqapps train`: groups from file names (`group_pattern`)
+    and a separate test set (`test_dir` or `test_manifest`, split "test") joined in."""
+    from pipelines import groups
+
+    source = load_source(kind, data_dir=data_dir, manifest=manifest, task=task, target_columns=target_columns,
+                         report=report)
+    if group_pattern is not None:
+        source = groups.groups_from_names(source, group_pattern)
+    if test_dir is None and test_manifest is None:
+        return source
+    if test_dir is not None and test_manifest is not None:
+        raise ConfigError("give --test-dir or --test-manifest, not both")
+    test = load_source(kind, data_dir=test_dir, manifest=test_manifest, task=task, target_columns=target_columns,
+                       report=report)
+    if group_pattern is not None:
+        test = groups.groups_from_names(test, group_pattern)
+    return groups.with_test_set(source, test)
+
+
 def with_model_classes(source: sources.DataSource, class_names: list[str]) -> sources.DataSource:
     """Relabel a source by a trained model's class list (new data may lack some classes)."""
     unknown = sorted({e.label for e in source.examples} - set(class_names))
