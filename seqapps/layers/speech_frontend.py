@@ -113,8 +113,6 @@ class SpeechFrontend(keras.layers.Layer):
     ``[batch, frames, F]``; ``compute_mask`` gives the frame mask.
     """
 
-    accepts_sample_mask = True  # SequenceModel passes the sample mask to call
-
     def __init__(self, *, spectral, augmentations=(), placement: str = "none", deltas: int = 0,
                  delta_width: int = 9, normalization: str = "none", top_db: float = 40.0, **kwargs):
         super().__init__(**kwargs)
@@ -153,7 +151,9 @@ class SpeechFrontend(keras.layers.Layer):
             x, mask = self.centre(x, mask=mask), tf.ones_like(x, tf.bool)
         return x, mask
 
-    def call(self, inputs, mask=None, training=None):
+    def features_and_mask(self, inputs, mask=None, training=None):
+        """(features [batch, frames, F], frame mask [batch, frames] or None) from one pass,
+        so that in training the mask follows the augmented waveform ("trim" after a shift)."""
         x, sample_mask = self._placed(inputs, mask, training)
         features = self.spectral(x, mask=sample_mask)
         frame_mask = None if sample_mask is None else self.spectral.compute_mask(x, sample_mask)
@@ -161,7 +161,10 @@ class SpeechFrontend(keras.layers.Layer):
             features = self.delta_layer(features)
         if self.cmvn is not None:
             features = self.cmvn(features, mask=frame_mask)
-        return features
+        return features, frame_mask
+
+    def call(self, inputs, mask=None, training=None):
+        return self.features_and_mask(inputs, mask, training=training)[0]
 
     def compute_mask(self, inputs, mask=None):
         if mask is None and self.trim is None:

@@ -187,3 +187,20 @@ def test_export_of_a_model_with_every_augmentation_holds_none_of_them(tmp_path):
                                                        .structured_input_signature[1])[0]: wave})
     reference = np.asarray(model({"inputs": wave, "mask": np.ones_like(wave, bool)}, training=False))
     np.testing.assert_allclose(out["probabilities"].numpy(), reference, atol=1e-4)
+
+
+def test_in_training_the_trim_mask_follows_the_shifted_word():
+    from seqapps.layers.augmentation import TimeShift
+
+    wave, begin, end = _word_clip(start=0.4, length=0.2)
+    waves = np.repeat(wave[None], 8, axis=0)
+    frontend = SpeechFrontend(spectral=LogMelSpectrogram(sample_rate=16000, n_mels=16),
+                              augmentations=[TimeShift(max_shift=6000, seed=3)], placement="trim")
+    features, mask = frontend.features_and_mask(waves, np.ones_like(waves, bool), training=True)
+    features, mask = np.asarray(features), np.asarray(mask)
+    level = features.max(axis=2)  # dB of the loudest band per frame
+    shifted = 0
+    for row in range(8):
+        assert level[row][mask[row]].mean() > level[row][~mask[row]].mean() + 20  # the mask is on the word
+        shifted += abs(np.flatnonzero(mask[row])[0] * 160 - begin) > 1000
+    assert shifted >= 4  # and the word really moved
