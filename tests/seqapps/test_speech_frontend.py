@@ -183,6 +183,13 @@ def test_export_of_a_model_with_every_augmentation_holds_none_of_them(tmp_path):
 
     loaded = tf.saved_model.load(str(path))
     assert sum(f.stat().st_size for f in (path / "variables").iterdir()) < 12345 * 4
+    # the augmentations' random-number states exist in training but are not served
+    seeds = [v for v in model.variables if "seed_generator_state" in v.path]
+    assert len(seeds) >= 5  # 4 waveform augmentations + SpecAugment
+    reader = tf.train.load_checkpoint(str(path / "variables" / "variables"))
+    saved = [k for k in reader.get_variable_to_shape_map() if k.startswith("model_variables/")
+             and k.endswith("VARIABLE_VALUE")]
+    assert len(saved) == len(model.variables) - len(seeds)
     out = loaded.signatures["serving_default"](**{list(loaded.signatures["serving_default"]
                                                        .structured_input_signature[1])[0]: wave})
     reference = np.asarray(model({"inputs": wave, "mask": np.ones_like(wave, bool)}, training=False))
