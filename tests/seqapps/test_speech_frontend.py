@@ -211,3 +211,26 @@ def test_in_training_the_trim_mask_follows_the_shifted_word():
         assert level[row][mask[row]].mean() > level[row][~mask[row]].mean() + 20  # the mask is on the word
         shifted += abs(np.flatnonzero(mask[row])[0] * 160 - begin) > 1000
     assert shifted >= 4  # and the word really moved
+
+
+def test_files_recorded_at_8_khz_get_fmax_at_their_nyquist(tmp_path):
+    import soundfile
+
+    from pipelines.sources import from_directory
+    from seqapps.runs.speech import fit_band_to_files
+
+    (tmp_path / "a").mkdir()
+    soundfile.write(tmp_path / "a" / "x.wav", np.zeros(800, "float32"), 8000)
+    source = from_directory(tmp_path, extensions=(".wav",))
+    settings = resolve_settings("audio")  # sample_rate 16000
+    with pytest.warns(UserWarning, match="recorded at 8000 Hz"):
+        assert fit_band_to_files(settings, source) == 4000.0
+    layer, _ = make_speech_frontend(settings["data"])
+    frequencies = librosa.fft_frequencies(sr=16000, n_fft=512)
+    filters = np.asarray(layer._mel_constant).T
+    assert frequencies[np.flatnonzero(filters.max(axis=0))].max() <= 4000  # nothing above 4 kHz
+    assert np.all(filters.max(axis=1) > 0)
+    explicit = resolve_settings("audio", overrides={"data": {"fmax": 6000.0}})
+    assert fit_band_to_files(explicit, source) is None and explicit["data"]["fmax"] == 6000.0
+    native = resolve_settings("audio", overrides={"data": {"sample_rate": 8000}})
+    assert fit_band_to_files(native, source) is None
