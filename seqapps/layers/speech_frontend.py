@@ -49,10 +49,12 @@ class CentreSpeech(keras.layers.Layer):
     a full-length recording alike). A silent clip is not moved.
 
     Example:
+    >>> import numpy as np
     >>> wave = np.zeros((1, 16000), "float32"); wave[0, 1000:3000] = 1.0
     >>> out = np.asarray(CentreSpeech(top_db=20)(wave))
-    >>> int(np.flatnonzero(out[0])[0]), int(np.flatnonzero(out[0])[-1])
-    (7000, 8999)
+    >>> first, last = np.flatnonzero(out[0])[[0, -1]]
+    >>> bool(abs((first + last) / 2 - 8000) < 128)  # centred to within one trim hop
+    True
     """
 
     def __init__(self, *, top_db: float = 40.0, frame_length: int = 512, hop_length: int = 128, **kwargs):
