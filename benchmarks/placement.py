@@ -59,6 +59,8 @@ def main(argv=None) -> int:
     parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--renditions", type=int, default=3)
+    parser.add_argument("--placements", nargs="+", default=["none", "trim", "centre"])
+    parser.add_argument("--normalization", default="none", help="data.normalization for every run")
     args = parser.parse_args(argv)
     out = Path(args.out_dir)
     words = generate_digits(out / "words", variants=VARIANTS, renditions=args.renditions)
@@ -68,19 +70,21 @@ def main(argv=None) -> int:
     from seqapps.runs.crossval import cross_validate_run
 
     results = {}
-    for placement in ("none", "trim", "centre"):
-        config = out / f"{placement}.json"
-        config.write_text(json.dumps({"data": {"placement": placement}, "model": {"units": 64},
+    for placement in args.placements:
+        name = placement if args.normalization == "none" else f"{placement}_{args.normalization}"
+        config = out / f"{name}.json"
+        config.write_text(json.dumps({"data": {"placement": placement, "normalization": args.normalization},
+                                      "model": {"units": 64},
                                       "training": {"patience": args.epochs}}))
-        summary = cross_validate_run("audio", run_dir=out / f"run_{placement}", folds=args.folds,
+        summary = cross_validate_run("audio", run_dir=out / f"run_{name}", folds=args.folds,
                                      manifest=manifest, epochs=args.epochs, config_file=config, verbose=0,
                                      strategy=distribute.make_strategy("default"))
-        results[placement] = {k: summary[k] for k in ("accuracy", "macro_f1")}
+        results[name] = {k: summary[k] for k in ("accuracy", "macro_f1")}
     print(f"{'placement':>10} | accuracy (mean ± std over {args.folds} leave-voices-out folds) | macro F1")
     for placement, r in results.items():
         print(f"{placement:>10} | {r['accuracy']['mean']:.3f} ± {r['accuracy']['std']:.3f}"
               f"{'':>30} | {r['macro_f1']['mean']:.3f} ± {r['macro_f1']['std']:.3f}")
-    (out / "placement.json").write_text(json.dumps(results, indent=1))
+    (out / f"placement_{args.normalization}.json").write_text(json.dumps(results, indent=1))
     return 0
 
 
