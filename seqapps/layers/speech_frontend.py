@@ -110,13 +110,15 @@ class SpeechFrontend(keras.layers.Layer):
         normalization: ``"none"`` or ``"utterance"`` (``UtteranceNormalization`` over the
             valid frames of each window).
         top_db: the silence threshold of "trim" and "centre", in dB below the peak.
+        tempo: an optional training-only ``TempoPerturbation`` of the spectral frames
+            (before deltas and CMVN), with the frame mask moved along.
 
     Input ``[batch, samples]`` with optional bool ``mask`` ``[batch, samples]``; output
     ``[batch, frames, F]``; ``compute_mask`` gives the frame mask.
     """
 
     def __init__(self, *, spectral, augmentations=(), placement: str = "none", deltas: int = 0,
-                 delta_width: int = 9, normalization: str = "none", top_db: float = 40.0, **kwargs):
+                 delta_width: int = 9, normalization: str = "none", top_db: float = 40.0, tempo=None, **kwargs):
         super().__init__(**kwargs)
         if isinstance(spectral, dict):
             spectral = keras.saving.deserialize_keras_object(spectral)
@@ -130,6 +132,7 @@ class SpeechFrontend(keras.layers.Layer):
         self.spectral = spectral
         self.augmentations = [keras.saving.deserialize_keras_object(a) if isinstance(a, dict) else a
                               for a in augmentations]
+        self.tempo = keras.saving.deserialize_keras_object(tempo) if isinstance(tempo, dict) else tempo
         self.placement = placement
         self.deltas = int(deltas)
         self.delta_width = int(delta_width)
@@ -159,6 +162,8 @@ class SpeechFrontend(keras.layers.Layer):
         x, sample_mask = self._placed(inputs, mask, training)
         features = self.spectral(x, mask=sample_mask)
         frame_mask = None if sample_mask is None else self.spectral.compute_mask(x, sample_mask)
+        if self.tempo is not None and training:
+            features, frame_mask = self.tempo.stretch(features, frame_mask, training=True)
         if self.delta_layer is not None:
             features = self.delta_layer(features)
         if self.cmvn is not None:
@@ -192,4 +197,5 @@ class SpeechFrontend(keras.layers.Layer):
             "delta_width": self.delta_width,
             "normalization": self.normalization,
             "top_db": self.top_db,
+            "tempo": None if self.tempo is None else keras.saving.serialize_keras_object(self.tempo),
         }

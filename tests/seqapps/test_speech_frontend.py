@@ -158,13 +158,15 @@ def test_export_of_a_model_with_every_augmentation_holds_none_of_them(tmp_path):
     noise = RNG.normal(size=12345).astype("float32")
     settings = resolve_settings("audio", overrides={
         "data": {"n_mels": 16, "normalization": "utterance", "deltas": 2, "placement": "trim"},
-        "augmentation": {"noise_dir": "unused-here", "gain_db": 6.0, "time_shift_seconds": 0.1, "speed": [0.9, 1.1]},
+        "augmentation": {"noise_dir": "unused-here", "gain_db": 6.0, "time_shift_seconds": 0.1, "speed": [0.9, 1.1],
+                         "tempo": [0.8, 1.2]},
         "model": {"units": 4, "spec_augment": {}},
     })
     source = DataSource([], ["a", "b"], None, "classify")
     model = build_model("audio", "classify", settings, source, noise=noise)
     names = {type(layer).__name__ for layer in model.frontend.augmentations}
     assert names == {"RandomGain", "TimeShift", "SpeedPerturbation", "BackgroundNoise"}
+    assert type(model.frontend.tempo).__name__ == "TempoPerturbation"
     model.compile()
     # training really is random: two training calls differ
     wave = RNG.normal(size=(2, 16000)).astype("float32")
@@ -185,7 +187,7 @@ def test_export_of_a_model_with_every_augmentation_holds_none_of_them(tmp_path):
     assert sum(f.stat().st_size for f in (path / "variables").iterdir()) < 12345 * 4
     # the augmentations' random-number states exist in training but are not served
     seeds = [v for v in model.variables if "seed_generator_state" in v.path]
-    assert len(seeds) >= 5  # 4 waveform augmentations + SpecAugment
+    assert len(seeds) >= 6  # 4 waveform augmentations, tempo and SpecAugment
     reader = tf.train.load_checkpoint(str(path / "variables" / "variables"))
     saved = [k for k in reader.get_variable_to_shape_map() if k.startswith("model_variables/")
              and k.endswith("VARIABLE_VALUE")]
