@@ -66,9 +66,8 @@ def main(argv=None) -> int:
     words = generate_digits(out / "words", variants=VARIANTS, renditions=args.renditions)
     manifest = placed_clips(words, out / "placed")
 
-    from seqapps.runs.crossval import cross_validate_run
-
     from seqapps import distribute
+    from seqapps.runs.crossval import cross_validate_run
 
     results = {}
     for placement in args.placements:

@@ -15,6 +15,8 @@ receive nothing are zeros.
 - ``BackgroundNoise``: a random segment of recorded noise (Speech Commands'
   ``_background_noise_``) mixed in at an SNR uniform in ``[min_snr_db, max_snr_db]``.
 - ``TempoPerturbation`` (on feature frames, not waveforms): tempo without pitch change.
+- ``WaveAugment``: gain, circular shift and white noise in one layer (the first of these
+  layers; the ones above are what the run settings use).
 
 >>> import numpy as np
 >>> x = np.ones((2, 100), "float32")
@@ -30,7 +32,10 @@ import tensorflow as tf
 
 from seqapps.errors import invalid_argument
 
-__all__ = ["RandomGain", "TimeShift", "SpeedPerturbation", "BackgroundNoise", "TempoPerturbation", "shift_samples"]
+__all__ = [
+    "RandomGain", "TimeShift", "SpeedPerturbation", "BackgroundNoise", "TempoPerturbation", "WaveAugment",
+    "shift_samples",
+]
 
 
 def _non_negative(name, value):
@@ -307,3 +312,98 @@ class TempoPerturbation(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "min_factor": self.min_factor, "max_factor": self.max_factor,
                 "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="seqapps")
+class WaveAugment(keras.layers.Layer):
+    """Waveform augmentation: random gain, additive noise, small time shift; identity at inference.
+
+    Input ``[batch, samples]`` (optional bool mask). In training, per example:
+    gain uniform in ``[-gain_db, +gain_db]`` dB; white noise at an SNR uniform in
+    ``[min_snr_db, max_snr_db]`` relative to the example's (valid-sample) RMS
+    (``add_noise=False`` turns it off); a shift of up to ``max_shift`` samples either way,
+    zero-filled. The mask is unchanged, so samples shifted past the valid region are
+    dropped and valid samples shifted in from padding are zeros.
+
+    Example:
+    >>> aug = WaveAugment(gain_db=6.0, max_shift=100)
+    >>> x = np.random.default_rng(0).normal(size=(2, 1000)).astype("float32")
+    >>> bool(np.all(np.asarray(aug(x)) == x))  # training=False by default
+    True
+    """
+
+    def __init__(
+        self,
+        *,
+        gain_db: float = 6.0,
+        add_noise: bool = True,
+        min_snr_db: float = 20.0,
+        max_snr_db: float = 40.0,
+        max_shift: int = 800,
+        seed: int | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if gain_db < 0:
+            raise invalid_argument("gain_db", gain_db, "non-negative")
+        if min_snr_db > max_snr_db:
+            raise invalid_argument("min_snr_db", min_snr_db, f"at most max_snr_db={max_snr_db}")
+        if isinstance(max_shift, bool) or not isinstance(max_shift, (int, np.integer)) or max_shift < 0:
+            raise invalid_argument("max_shift", max_shift, "a non-negative integer")
+        self.gain_db = float(gain_db)
+        self.add_noise = bool(add_noise)
+        self.min_snr_db = float(min_snr_db)
+        self.max_snr_db = float(max_snr_db)
+        self.max_shift = int(max_shift)
+        self.seed = seed
+        self.supports_masking = True
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs, mask=None, training=None):
+        if not training:
+            return inputs
+        inputs = tf.convert_to_tensor(inputs, tf.float32)
+        shape = tf.shape(inputs)
+        batch, samples = shape[0], shape[1]
+        valid = tf.ones_like(inputs) if mask is None else tf.cast(mask, inputs.dtype)
+        outputs = inputs
+        if self.max_shift:
+            shift = tf.cast(
+                tf.floor(
+                    keras.random.uniform((batch, 1), 0.0, 1.0, seed=self.seed_generator)
+                    * (2 * self.max_shift + 1)
+                ),
+                tf.int32,
+            ) - self.max_shift
+            source = tf.range(samples)[tf.newaxis, :] - shift  # output[t] = input[t - shift]
+            inside = (source >= 0) & (source < samples)
+            gathered = tf.gather(outputs, tf.clip_by_value(source, 0, samples - 1), batch_dims=1)
+            outputs = tf.where(inside, gathered, 0.0)
+        if self.gain_db:
+            gain_db = keras.random.uniform((batch, 1), -self.gain_db, self.gain_db, seed=self.seed_generator)
+            outputs = outputs * tf.pow(10.0, gain_db / 20.0)
+        if self.add_noise:
+            count = tf.maximum(tf.reduce_sum(valid, axis=1, keepdims=True), 1.0)
+            rms = tf.sqrt(tf.reduce_sum(tf.square(outputs * valid), axis=1, keepdims=True) / count)
+            snr = keras.random.uniform((batch, 1), self.min_snr_db, self.max_snr_db, seed=self.seed_generator)
+            noise = keras.random.normal((batch, samples), seed=self.seed_generator)
+            outputs = outputs + noise * rms * tf.pow(10.0, -snr / 20.0)
+        return outputs * valid
+
+    def compute_mask(self, inputs, mask=None):
+        return mask
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            gain_db=self.gain_db,
+            add_noise=self.add_noise,
+            min_snr_db=self.min_snr_db,
+            max_snr_db=self.max_snr_db,
+            max_shift=self.max_shift,
+            seed=self.seed,
+        )
+        return config

@@ -40,7 +40,12 @@ def _pair(name: str, value) -> tuple[float, float]:
 def waveform_augmentations(augmentation: dict | None, *, sample_rate: int, noise=None) -> list:
     """The training-only waveform layers the `augmentation` settings ask for, in order:
     speed, time shift, gain, background noise (noise last: its level follows the speech)."""
-    from seqapps.layers.augmentation import BackgroundNoise, RandomGain, SpeedPerturbation, TimeShift
+    from seqapps.layers.augmentation import (
+        BackgroundNoise,
+        RandomGain,
+        SpeedPerturbation,
+        TimeShift,
+    )
 
     if not augmentation:
         return []

@@ -8,13 +8,13 @@ import keras
 import librosa
 import numpy as np
 import pytest
-from seqapps.runs.speech import make_speech_frontend
 
 from seqapps.errors import ConfigError
 from seqapps.layers.audio_frontends import LogMelSpectrogram
 from seqapps.layers.deltas import Deltas
 from seqapps.layers.speech_frontend import CentreSpeech, SpeechFrontend
 from seqapps.runs.settings import resolve_settings
+from seqapps.runs.speech import make_speech_frontend
 
 RNG = np.random.default_rng(5)
 
@@ -217,9 +217,9 @@ def test_in_training_the_trim_mask_follows_the_shifted_word():
 
 def test_files_recorded_at_8_khz_get_fmax_at_their_nyquist(tmp_path):
     import soundfile
-    from seqapps.runs.speech import fit_band_to_files
 
     from pipelines.sources import from_directory
+    from seqapps.runs.speech import fit_band_to_files
 
     (tmp_path / "a").mkdir()
     soundfile.write(tmp_path / "a" / "x.wav", np.zeros(800, "float32"), 8000)
