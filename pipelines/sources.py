@@ -467,11 +467,13 @@ def _check_split(source: DataSource, split: dict) -> None:
             seen.add(int(i))
 
 
-def write_split(path: str | os.PathLike, source: DataSource, split: dict[str, list[int]]
-                ) -> None:
+def write_split(path: str | os.PathLike, source: DataSource, split: dict[str, list[int]],
+                *, skipped: dict[str, str] | None = None) -> None:
     """Save a split as CSV ``path,label,group,split`` (absolute media paths).
 
-    Regression targets go to extra columns ``target:NAME``. ``read_split`` (or
+    Regression targets go to extra columns ``target:NAME``. With ``skipped`` (path ->
+    reason, e.g. from a ``BadInputReport``) a column ``skipped`` holds the reason of each
+    file that was listed but could not be used (empty for the others). ``read_split`` (or
     ``from_manifest``) reads it back. The file is written atomically.
 
     >>> import os, tempfile
@@ -485,6 +487,8 @@ def write_split(path: str | os.PathLike, source: DataSource, split: dict[str, li
     header = ["path", "label", "group", "split"]
     if source.task == "regress":
         header += [_TARGET_PREFIX + name for name in source.target_names]
+    if skipped is not None:
+        header.append("skipped")
     path = os.fspath(path)
     tmp = f"{path}.tmp-{os.getpid()}"
     with open(tmp, "w", newline="", encoding="utf-8") as f:
@@ -496,6 +500,8 @@ def write_split(path: str | os.PathLike, source: DataSource, split: dict[str, li
                 row = [e.path, e.label or "", e.group or "", name]
                 if source.task == "regress":
                     row += [repr(float(t)) for t in e.targets]
+                if skipped is not None:
+                    row.append(skipped.get(e.path, ""))
                 writer.writerow(row)
     os.replace(tmp, path)
 

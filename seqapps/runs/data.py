@@ -121,7 +121,7 @@ def make_dataset(kind: str, source, indices, *, data: dict, frontend, batch_size
         return audio_dataset(
             source, indices, sample_rate=data["sample_rate"], window_seconds=data["window_seconds"],
             hop_seconds=data["hop_seconds"], batch_size=batch_size, shuffle=shuffle, seed=seed,
-            cache_dir=cache_dir, report=report, with_clip_index=with_clip_index,
+            cache_dir=cache_dir, report=report, with_clip_index=with_clip_index, print_summary=False,
         )
     from pipelines.frame_cache import read_frame_cache, write_frame_cache
 
@@ -144,12 +144,17 @@ def clip_predictions(model, dataset: tf.data.Dataset, n_clips_hint: int | None =
     """
     from pipelines.windows import aggregate_clip_predictions, aggregate_clip_regression
 
+    from pipelines.progress import progress
+
     predictions, clip_index, targets = [], [], []
-    for inputs, y, *_ in dataset:
-        clip = inputs.pop("clip_index")
-        predictions.append(model(inputs, training=False).numpy())
-        clip_index.append(np.asarray(clip))
-        targets.append(np.asarray(y))
+    batches = int(dataset.cardinality())
+    with progress(total=batches if batches >= 0 else None, description="evaluate", unit="batch") as bar:
+        for inputs, y, *_ in dataset:
+            clip = inputs.pop("clip_index")
+            predictions.append(model(inputs, training=False).numpy())
+            clip_index.append(np.asarray(clip))
+            targets.append(np.asarray(y))
+            bar.update(1)
     if not predictions:
         raise ConfigError("no windows to evaluate: every file was skipped (see the bad-input report)")
     predictions = np.concatenate(predictions)
