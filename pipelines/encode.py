@@ -65,8 +65,9 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, *, times: Sequence[
             ``k / fps``. Stored exactly at millisecond precision (time base 1/1000).
         fps: the nominal rate (and the rate when ``times`` is None).
         codec: ``"libx264"``, ``"mpeg4"``, ``"mjpeg"``, ``"libvpx-vp9"``, ``"ffv1"``, ...
-        rotation: a display-matrix rotation in degrees (90, 180, 270), as phones write it;
-            the stored pixels are not rotated, players (and decoders that honour it) turn them.
+        rotation: a display-matrix rotation in degrees counter-clockwise (90, 180, -90), as
+            phones write it; the stored pixels are not rotated, players (and decoders that
+            honour it) turn them.
     """
     import av
 
@@ -93,15 +94,5 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, *, times: Sequence[
 
 
 def _set_rotation(stream, degrees: int) -> None:
-    """Store a display matrix (the rotation flag phones write) on the stream."""
-    import av
-
-    if hasattr(stream, "side_data") and hasattr(av, "sidedata"):
-        pass
-    # The display matrix is nine 32-bit fixed-point numbers; FFmpeg reads the angle from it.
-    angle = np.deg2rad(-degrees)
-    cos, sin = np.cos(angle), np.sin(angle)
-    matrix = np.array([cos, -sin, 0, sin, cos, 0, 0, 0, 1], np.float64)
-    fixed = [int(round(v * (1 << 16))) for v in matrix[:8]] + [1 << 30]
-    stream.metadata["rotate"] = str(degrees)
-    stream._display_matrix = fixed  # noqa: SLF001 - used by write_video only when supported
+    """Store the display matrix phones write (counter-clockwise degrees, as PyAV reads it back)."""
+    stream.set_display_rotation(int(degrees))

@@ -75,8 +75,7 @@ class BadInputReport:
         strict: when True, ``add`` raises ``BadMediaError`` naming the file instead of
             recording it.
 
-    The same file is recorded once: a later ``add`` for a path already in the report
-    (the same split decoded again from a cache, say) is ignored.
+    ``extend`` (how cached splits replay their bad files) never records an entry twice.
     """
 
     strict: bool = False
@@ -91,10 +90,7 @@ class BadInputReport:
         """
         if self.strict:
             raise BadMediaError(path, reason)
-        path = os.fspath(path)
-        if any(e["path"] == path for e in self.entries):
-            return
-        entry = {"path": path, "reason": reason}
+        entry = {"path": os.fspath(path), "reason": reason}
         if kept_frames is not None:
             entry["kept_frames"] = int(kept_frames)
         self.entries.append(entry)
@@ -106,10 +102,13 @@ class BadInputReport:
             self.warnings.append(entry)
 
     def extend(self, other: BadInputReport | Iterable[dict]) -> None:
-        """Append the entries (and warnings) of another report, e.g. one from a worker."""
+        """Append the entries (and warnings) of another report, e.g. one from a worker or
+        a cache; an entry already here (same path and reason) is not added twice, so a
+        split read again from its cache is reported once."""
         items = other.entries if isinstance(other, BadInputReport) else other
         for e in items:
-            self.add(e["path"], e["reason"], **({"kept_frames": e["kept_frames"]} if "kept_frames" in e else {}))
+            if not any(mine["path"] == e["path"] and mine["reason"] == e["reason"] for mine in self.entries):
+                self.entries.append(dict(e))
         if isinstance(other, BadInputReport):
             for w in other.warnings:
                 self.warn(w["message"], path=w.get("path"))

@@ -94,6 +94,7 @@ def raw_frames(path: str | os.PathLike, problems: list[str], *, container=None, 
     first_shape = None
     last_ms = -math.inf
     index = 0
+    stopped_by_error = False
     try:
         frames = container.decode(stream)
         while True:
@@ -102,6 +103,9 @@ def raw_frames(path: str | os.PathLike, problems: list[str], *, container=None, 
             except StopIteration:
                 break
             except av.FFmpegError as error:
+                if declared - index > max(2, _MISSING_FRAMES_TOLERANCE * declared):
+                    stopped_by_error = True
+                    break  # a file cut short: the count below says how much is missing
                 detail = str(getattr(error, "strerror", None) or error).splitlines()[0]
                 problems.append(f"decoding failed after {index} frames ({detail})")
                 return
@@ -122,7 +126,12 @@ def raw_frames(path: str | os.PathLike, problems: list[str], *, container=None, 
             index += 1
         if index and declared > 0:
             missing = declared - index
-            if missing > max(2, _MISSING_FRAMES_TOLERANCE * declared):
+            # AVI stores variable-rate video as a fixed-rate stream with empty frames, so
+            # its count overstates; a stream that ended cleanly at its duration lacks
+            # nothing. (A cut file's duration is what is left, hence the error test.)
+            duration = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else None
+            reaches_end = duration is not None and last_ms / 1000.0 >= duration - 2.0 / rate
+            if missing > max(2, _MISSING_FRAMES_TOLERANCE * declared) and (stopped_by_error or not reaches_end):
                 problems.append(f"only {index} of {declared} declared frames decode")
     finally:
         container.close()

@@ -94,9 +94,8 @@ def _predict(args) -> int:
 
 
 def _export(args) -> int:
-    from seqapps.export import export_run
-
     from pipelines.progress import progress
+    from seqapps.export import export_run
 
     # One step, but a long one (tracing every signature): a bar with the elapsed time on a
     # terminal, one line with the time taken in a log.

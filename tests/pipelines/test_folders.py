@@ -57,10 +57,10 @@ def test_manifest_names_a_dangling_link(tmp_path):
     assert report.entries[0]["reason"].endswith("line 3)")
 
 
-def test_report_records_a_file_once_and_counts_by_reason():
+def test_report_replays_a_cached_entry_once_and_counts_by_reason():
     report = BadInputReport()
     report.add("a.m4a", "truncated after 1.00 s (the mp4 header declares 2.00 s)")
-    report.add("a.m4a", "truncated after 1.00 s (the mp4 header declares 2.00 s)")  # val split, from the cache
+    report.extend([{"path": "a.m4a", "reason": "truncated after 1.00 s (the mp4 header declares 2.00 s)"}])  # cache
     report.add("b.mp4", "no audio stream (the file holds: video h264)")
     report.add("c.mp4", "no audio stream (the file holds: video vp9)")
     report.warn("libav.mp3float: Header missing", path="d.mp3")
