@@ -267,8 +267,11 @@ def _unsupported(path: str, stream, logs) -> BadMediaError:
     return BadMediaError(path, f"unsupported codec ({described.strip()})")
 
 
-def _declared_seconds(container, stream) -> float | None:
-    if not any(name in container.format.name.split(",") for name in _INDEXED_CONTAINERS):
+def _declared_seconds(container, stream, logs) -> float | None:
+    names = container.format.name.split(",")
+    # An MP3's Xing/Info header counts its frames; FFmpeg says so when the file is shorter.
+    xing_mismatch = "mp3" in names and any("filesize and duration do not match" in m for _, _, m in logs)
+    if not xing_mismatch and not any(name in names for name in _INDEXED_CONTAINERS):
         return None
     if stream.duration is not None and stream.time_base is not None:
         return float(stream.duration * stream.time_base)
@@ -297,26 +300,37 @@ def _read_pyav(path: str, kind: str) -> DecodedAudio:
             stream = container.streams.audio[0]
             if stream.codec_context is None:
                 raise _unsupported(path, stream, logs)
+            decoder = stream.codec_context
+            corrupt = 0
             try:
-                for frame in container.decode(stream):
-                    if rate is None:
-                        rate, channels = frame.sample_rate, frame.layout.nb_channels
-                    elif (frame.sample_rate, frame.layout.nb_channels) != (rate, channels):
-                        seconds = sum(c.shape[1] for c in chunks) / rate
-                        raise BadMediaError(
-                            path,
-                            f"stream changes from {channels} channels at {rate} Hz to "
-                            f"{frame.layout.nb_channels} at {frame.sample_rate} Hz after {seconds:.2f} s",
-                        )
-                    chunks.append(_to_float(frame))
-            except av.error.DecoderNotFoundError:
-                raise _unsupported(path, stream, logs) from None
-            except av.FFmpegError as error:
-                if not chunks:
-                    detail = str(getattr(error, "strerror", None) or error).splitlines()[0]
-                    raise BadMediaError(path, f"not decodable as audio ({stream.codec_context.name}: {detail})") from None
+                # Packet by packet, as the ffmpeg tool does: a corrupt packet is skipped
+                # (and counted), not the end of the file.
+                for packet in container.demux(stream):
+                    try:
+                        frames = decoder.decode(packet)
+                    except av.error.DecoderNotFoundError:
+                        raise _unsupported(path, stream, logs) from None
+                    except av.FFmpegError:
+                        corrupt += 1
+                        continue
+                    for frame in frames:
+                        if rate is None:
+                            rate, channels = frame.sample_rate, frame.layout.nb_channels
+                        elif (frame.sample_rate, frame.layout.nb_channels) != (rate, channels):
+                            seconds = sum(c.shape[1] for c in chunks) / rate
+                            raise BadMediaError(
+                                path,
+                                f"stream changes from {channels} channels at {rate} Hz to "
+                                f"{frame.layout.nb_channels} at {frame.sample_rate} Hz after {seconds:.2f} s",
+                            )
+                        chunks.append(_to_float(frame))
+            except av.FFmpegError as error:  # the demuxer: the file ends inside a packet, say
                 stop_error = error
-            declared = _declared_seconds(container, stream)
+            if not chunks and (corrupt or stop_error is not None):
+                error = stop_error or "every packet is corrupt"
+                detail = str(getattr(error, "strerror", None) or error).splitlines()[0]
+                raise BadMediaError(path, f"not decodable as audio ({decoder.name}: {detail})")
+            declared = _declared_seconds(container, stream, logs)
             codec = stream.codec_context.name
     data = np.concatenate(chunks, axis=1) if chunks else np.zeros((channels or 1, 0), np.float32)
     rate = int(rate or stream.rate or 0)
@@ -329,7 +343,10 @@ def _read_pyav(path: str, kind: str) -> DecodedAudio:
     if stop_error is not None and declared is None:
         detail = str(getattr(stop_error, "strerror", None) or stop_error).splitlines()[0]
         raise BadMediaError(path, f"truncated or corrupt: {codec} decoding stopped after {decoded:.2f} s ({detail})")
-    return DecodedAudio(data, rate, "pyav", _log_text(logs))
+    notes = _log_text(logs)
+    if corrupt:
+        notes.append(f"{codec}: {corrupt} corrupt packet{'s' if corrupt != 1 else ''} skipped")
+    return DecodedAudio(data, rate, "pyav", notes)
 
 
 # --------------------------------------------------------------------------- choice
