@@ -259,3 +259,20 @@ def test_decode_files_reports_every_reason_and_keeps_ffmpeg_warnings(tmp_path, c
     summary = report.summary()
     assert summary.splitlines()[0] == "skipped by reason: 1 no audio stream, 1 empty file, 1 dangling link"
     assert "library warning" in summary
+
+
+def test_truncated_mp3_is_named_and_a_corrupt_frame_is_skipped_not_fatal(tmp_path):
+    original = _tone(n=2 * SR, f=300.0)
+    write_audio(tmp_path / "full.mp3", original, sample_rate=SR, codec="libmp3lame")  # with a Xing header
+    data = (tmp_path / "full.mp3").read_bytes()
+    (tmp_path / "cut.mp3").write_bytes(data[: len(data) // 2])
+    reason = _reason(tmp_path / "cut.mp3")
+    assert reason.startswith("truncated after ") and reason.endswith("(the mp3 header declares 2.00 s)")
+    assert 0.7 < float(reason.split()[2]) < 1.3
+    middle = len(data) // 2
+    noise = np.random.default_rng(0).integers(0, 256, 600, dtype=np.uint8).tobytes()
+    (tmp_path / "scratched.mp3").write_bytes(data[:middle] + noise + data[middle + 600:])
+    notes = []
+    y = load_audio(tmp_path / "scratched.mp3", sample_rate=SR, notes=notes)
+    assert 1.5 * SR < len(y) <= 2.1 * SR  # the file is kept, most of it (frames around the damage go)
+    assert any("corrupt packet" in n or "Header missing" in n for n in notes)
