@@ -267,6 +267,11 @@ def _iter_indexed_frames(
             capture.release()
         else:
             raw.close()  # closes the container
+            from pipelines.decode import take_unattributed_warnings
+
+            # FFmpeg's decoder threads log outside any Python capture: kept for the report.
+            for note in take_unattributed_warnings():
+                report.warn(note, path=path)
 
 
 def iter_frames(
