@@ -164,9 +164,9 @@ def sniff_format(head: bytes) -> str:
 # --------------------------------------------------------------------------- libsndfile
 
 
-def _soundfile_truncation(info, frames: int) -> str | None:
+def _soundfile_truncation(extra_info: str, samplerate: int, frames: int) -> str | None:
     """libsndfile notes "data : DECLARED (should be ACTUAL)" when a WAV ends early."""
-    for line in (info.extra_info or "").splitlines():
+    for line in (extra_info or "").splitlines():
         words = line.replace(":", " ").replace("(", " ").replace(")", " ").split()
         if len(words) >= 5 and words[0] == "data" and words[2:4] == ["should", "be"]:
             try:
@@ -174,7 +174,7 @@ def _soundfile_truncation(info, frames: int) -> str | None:
             except ValueError:
                 return None
             if declared not in _SENTINEL_SIZES and actual < declared:
-                seconds = frames / info.samplerate if info.samplerate else 0.0
+                seconds = frames / samplerate if samplerate else 0.0
                 return (f"truncated after {seconds:.2f} s: header declares {declared} data bytes, "
                         f"file holds {actual}")
     return None
@@ -183,9 +183,10 @@ def _soundfile_truncation(info, frames: int) -> str | None:
 def _read_soundfile(path: str) -> DecodedAudio:
     import soundfile
 
-    info = soundfile.info(path)
-    data, native_rate = soundfile.read(path, dtype="float32", always_2d=True)
-    truncated = _soundfile_truncation(info, len(data))
+    with soundfile.SoundFile(path) as f:  # one open for the header notes and the samples
+        data = f.read(dtype="float32", always_2d=True)
+        native_rate, extra_info = f.samplerate, f.extra_info
+    truncated = _soundfile_truncation(extra_info, native_rate, len(data))
     if truncated:
         raise BadMediaError(path, truncated)
     return DecodedAudio(np.ascontiguousarray(data.T), int(native_rate), "soundfile")
