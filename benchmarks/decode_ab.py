@@ -5,7 +5,9 @@ script loads the "before" ``pipelines/audio.py`` from another checkout (``--befo
 the main branch before pipelines.decode) next to this checkout's, and alternates them
 run by run on the same files: decoding alone (``decode_files``, thread pool) and the first
 epoch with a cache (decode + TFRecord write + log-mel, a new cache folder every run).
-It prints the best and the median of each, and after/before ratios.
+It prints the best and the median of each, and after/before ratios, in wall-clock
+clips/s and in CPU ms per clip (user + system of this process, all threads): on a shared
+machine the CPU time moves much less with the load than the wall-clock time.
 
 Run: ``PYTHONPATH=. .venv/bin/python benchmarks/decode_ab.py --before ../main [--clips 200] [--rounds 5]``
 Writes ``bench_out/decode_ab.json``.
@@ -29,6 +31,13 @@ os.environ.setdefault("SEQAPPS_PROGRESS", "0")
 
 SAMPLE_RATE = 16000
 MEL = dict(sample_rate=SAMPLE_RATE, n_fft=512, hop_length=160, n_mels=64)
+
+
+def _cpu() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _load_before(checkout: Path):
@@ -80,39 +89,47 @@ def main(argv=None) -> dict:
                                               **common):
                     pass
             timings = {(name, stage): [] for name in implementations for stage in ("decode", "first_epoch")}
+            cpu = {key: [] for key in timings}
             for round_ in range(args.rounds):
                 order = list(implementations.items())
                 if round_ % 2:
                     order.reverse()  # neither always runs first
                 for name, module in order:
-                    start = time.perf_counter()
+                    start, cpu_start = time.perf_counter(), _cpu()
                     module.decode_files(paths, sample_rate=SAMPLE_RATE, report=BadInputReport())
                     timings[(name, "decode")].append(time.perf_counter() - start)
-                    start = time.perf_counter()
+                    cpu[(name, "decode")].append(_cpu() - cpu_start)
+                    start, cpu_start = time.perf_counter(), _cpu()
                     for _ in module.audio_dataset(source, None, cache_dir=tmp / f"cache-{fmt}-{name}-{round_}",
                                                   report=BadInputReport(), **common):
                         pass
                     timings[(name, "first_epoch")].append(time.perf_counter() - start)
+                    cpu[(name, "first_epoch")].append(_cpu() - cpu_start)
             for stage in ("decode", "first_epoch"):
                 row = {"format": fmt, "stage": stage}
                 for name in implementations:
                     values = timings[(name, stage)]
                     row[f"{name}_best_clips_per_s"] = round(args.clips / min(values), 1)
                     row[f"{name}_median_clips_per_s"] = round(args.clips / statistics.median(values), 1)
+                    row[f"{name}_median_cpu_ms_per_clip"] = round(
+                        1000 * statistics.median(cpu[(name, stage)]) / args.clips, 3)
                 row["after_over_before_best"] = round(row["after_best_clips_per_s"] / row["before_best_clips_per_s"], 3)
                 row["after_over_before_median"] = round(
                     row["after_median_clips_per_s"] / row["before_median_clips_per_s"], 3)
+                row["cpu_after_over_before"] = round(
+                    row["after_median_cpu_ms_per_clip"] / row["before_median_cpu_ms_per_clip"], 3)
                 results["rows"].append(row)
     results["load_average_1min"] = os.getloadavg()[0]
     print(f"\n{args.clips} one-second {SAMPLE_RATE} Hz clips, {args.rounds} interleaved rounds "
           f"(load {results['load_average_1min']:.1f} on {os.cpu_count()} CPUs); clips/s")
     print(f"{'format':<6} {'stage':<12} {'before best':>11} {'after best':>10} {'ratio':>6}   "
-          f"{'before med':>10} {'after med':>9} {'ratio':>6}")
+          f"{'before med':>10} {'after med':>9} {'ratio':>6}   {'CPU ms/clip before':>18} {'after':>6} {'ratio':>6}")
     for r in results["rows"]:
         print(f"{r['format']:<6} {r['stage']:<12} {r['before_best_clips_per_s']:>11.1f} "
               f"{r['after_best_clips_per_s']:>10.1f} {r['after_over_before_best']:>6.3f}   "
               f"{r['before_median_clips_per_s']:>10.1f} {r['after_median_clips_per_s']:>9.1f} "
-              f"{r['after_over_before_median']:>6.3f}")
+              f"{r['after_over_before_median']:>6.3f}   {r['before_median_cpu_ms_per_clip']:>18.3f} "
+              f"{r['after_median_cpu_ms_per_clip']:>6.3f} {r['cpu_after_over_before']:>6.3f}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
