@@ -101,8 +101,9 @@ def main(argv=None) -> dict:
                 json.dump({"readers": comparison}, f, indent=2)
             print(f"wrote {args.out}")
             return {"readers": comparison}
-    if not VIDEO.is_file():
-        print(f"{VIDEO} is absent; nothing to measure")
+    video = Path(args.data) / VIDEO.name
+    if not video.is_file():
+        print(f"{video} is absent; nothing to measure")
         return {}
     repeats = 2 if args.quick else 5
     clips = 4 if args.quick else 16
@@ -113,16 +114,16 @@ def main(argv=None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         # Warm up: trace the layer's function and OpenCV's decoder once.
-        first_pass(VIDEO, layer, tmp / "warmup")
-        reference = [opencv_reference(VIDEO) for _ in range(repeats)]
-        streamed = [stream_only(VIDEO) for _ in range(repeats)]
-        passes = [first_pass(VIDEO, layer, tmp / f"pass{i}") for i in range(repeats)]
+        first_pass(video, layer, tmp / "warmup")
+        reference = [opencv_reference(video) for _ in range(repeats)]
+        streamed = [stream_only(video) for _ in range(repeats)]
+        passes = [first_pass(video, layer, tmp / f"pass{i}") for i in range(repeats)]
         ref_fps = max(n / t for n, t in reference)
         pass_fps = max(n / t for n, t in passes)
         stream_fps = max(n / t for n, t in streamed)
 
         # The same clip several times makes a cache worth reading (distinct entries, one file).
-        sources = [os.fspath(VIDEO)] * clips
+        sources = [os.fspath(video)] * clips
         cache = write_frame_cache(sources, None, tmp / "cache", feature_layer=layer, size=SIZE)
         direct = video_dataset(sources[: max(1, clips // 4)], length=length, shift=shift,
                                size=SIZE, feature_layer=layer, batch_size=batch)
@@ -138,7 +139,7 @@ def main(argv=None) -> dict:
     direct_wps = direct_windows / direct_time
     cached_wps = cached_windows / cached_time
     results = {
-        "video": VIDEO.name,
+        "video": video.name,
         "frames": passes[0][0],
         "size": list(SIZE),
         "feature_layer": "FramePixels(size=(32, 32))",
