@@ -93,6 +93,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--backends-only", action="store_true", help="only the reader comparison")
     parser.add_argument("--data", default=os.fspath(VIDEO.parent), help="folder of real videos")
     args = parser.parse_args(argv)
+    comparison = None
     if args.backends or args.backends_only:
         comparison = compare_readers(Path(args.data), repeats=2 if args.quick else 3)
         if args.backends_only:
@@ -156,6 +157,7 @@ def main(argv=None) -> dict:
         "cache_epochs_per_run": epochs,
         "load_average_1min": round(os.getloadavg()[0], 2),
         "quick": args.quick,
+        "readers": comparison,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "opencv": cv2.__version__},
     }
