@@ -21,12 +21,12 @@ skipped by reason: 1 empty file, 1 truncated
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from seqapps.atomic import write_json
 from seqapps.errors import BadMediaError
 
 # Reason kinds, longest first where one starts another; a reason's kind is the first
@@ -169,7 +169,4 @@ class BadInputReport:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the report as JSON (count, by_reason, entries, warnings) atomically."""
-        tmp = f"{os.fspath(path)}.tmp-{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(self.to_dict(), f, indent=2)
-        os.replace(tmp, path)
+        write_json(path, self.to_dict())
