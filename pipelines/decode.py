@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import stat
 import threading
 from collections import deque
@@ -263,9 +264,13 @@ def _unsupported(path: str, stream, logs) -> BadMediaError:
         return BadMediaError(path, f"unsupported codec {codec} (no decoder in this FFmpeg build)")
     described = next(
         (m.split("(", 1)[1].split("):")[0] for _, _, m in logs if "Could not find codec parameters" in m and "(" in m),
-        "unknown codec",
+        "",
     )
-    return BadMediaError(path, f"unsupported codec ({described.strip()})")
+    # FFmpeg describes an unknown codec as "Audio: none (4[18][0][0] / 0x1234), ...": the
+    # tag is what a user can look up.
+    tag = re.search(r"/ (0x[0-9a-fA-F]+)\)", described)
+    what = f"codec tag {tag.group(1)}" if tag else (described.strip() or "an unknown codec")
+    return BadMediaError(path, f"unsupported codec ({what}: no decoder in FFmpeg or libsndfile)")
 
 
 def _declared_seconds(container, stream, logs) -> float | None:
