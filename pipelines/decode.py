@@ -244,6 +244,17 @@ def _to_float(frame) -> np.ndarray:
     return array.astype(np.float32, copy=False)
 
 
+def _conform(samples: np.ndarray, *, channels: int, rate: int, target_rate: int) -> np.ndarray:
+    """[c, n] at ``rate`` -> [channels, m] at ``target_rate`` (mix, copy, resample with soxr)."""
+    if samples.shape[0] != channels:
+        samples = np.repeat(samples.mean(axis=0, keepdims=True), channels, axis=0)
+    if rate != target_rate:
+        import librosa
+
+        samples = librosa.resample(samples, orig_sr=rate, target_sr=target_rate, res_type="soxr_hq")
+    return np.ascontiguousarray(samples, dtype=np.float32)
+
+
 def _log_text(logs) -> list[str]:
     return [f"{name}: {message.strip()}" for level, name, message in logs if message.strip()]
 
@@ -308,6 +319,7 @@ def _read_pyav(path: str, kind: str) -> DecodedAudio:
                 raise _unsupported(path, stream, logs)
             decoder = stream.codec_context
             corrupt = 0
+            changed: list[str] = []
             try:
                 # Packet by packet, as the ffmpeg tool does: a corrupt packet is skipped
                 # (and counted), not the end of the file.
@@ -320,16 +332,19 @@ def _read_pyav(path: str, kind: str) -> DecodedAudio:
                         corrupt += 1
                         continue
                     for frame in frames:
+                        samples = _to_float(frame)
                         if rate is None:
                             rate, channels = frame.sample_rate, frame.layout.nb_channels
-                        elif (frame.sample_rate, frame.layout.nb_channels) != (rate, channels):
-                            seconds = sum(c.shape[1] for c in chunks) / rate
-                            raise BadMediaError(
-                                path,
-                                f"stream changes from {channels} channels at {rate} Hz to "
-                                f"{frame.layout.nb_channels} at {frame.sample_rate} Hz after {seconds:.2f} s",
-                            )
-                        chunks.append(_to_float(frame))
+                        elif (frame.sample_rate, samples.shape[0]) != (rate, channels):
+                            # Broadcasts and some phones switch layout or rate mid-stream:
+                            # keep the file, in the first frame's layout and rate.
+                            if not changed:
+                                seconds = sum(c.shape[1] for c in chunks) / rate
+                                changed.append(f"{stream.codec_context.name}: stream changes from {channels} "
+                                               f"channels at {rate} Hz to {samples.shape[0]} at {frame.sample_rate} Hz "
+                                               f"after {seconds:.2f} s; converted to the first")
+                            samples = _conform(samples, channels=channels, rate=frame.sample_rate, target_rate=rate)
+                        chunks.append(samples)
             except av.FFmpegError as error:  # the demuxer: the file ends inside a packet, say
                 stop_error = error
             if not chunks and (corrupt or stop_error is not None):
@@ -349,7 +364,7 @@ def _read_pyav(path: str, kind: str) -> DecodedAudio:
     if stop_error is not None and declared is None:
         detail = str(getattr(stop_error, "strerror", None) or stop_error).splitlines()[0]
         raise BadMediaError(path, f"truncated or corrupt: {codec} decoding stopped after {decoded:.2f} s ({detail})")
-    notes = _log_text(logs)
+    notes = _log_text(logs) + changed
     if corrupt:
         notes.append(f"{codec}: {corrupt} corrupt packet{'s' if corrupt != 1 else ''} skipped")
     return DecodedAudio(data, rate, "pyav", notes)

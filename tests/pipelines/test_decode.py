@@ -276,3 +276,17 @@ def test_truncated_mp3_is_named_and_a_corrupt_frame_is_skipped_not_fatal(tmp_pat
     y = load_audio(tmp_path / "scratched.mp3", sample_rate=SR, notes=notes)
     assert 1.5 * SR < len(y) <= 2.1 * SR  # the file is kept, most of it (frames around the damage go)
     assert any("corrupt packet" in n or "Header missing" in n for n in notes)
+
+
+def test_a_stream_that_turns_stereo_is_kept_in_its_first_layout(tmp_path):
+    mono, left = _tone(f=300.0), _tone(f=300.0)
+    write_audio(tmp_path / "mono.aac", mono, sample_rate=SR, codec="aac", container="adts")
+    write_audio(tmp_path / "stereo.aac", np.stack([left, -left]), sample_rate=SR, codec="aac", container="adts")
+    # Raw AAC (ADTS) frames each carry their layout: one file, mono then stereo, as broadcasts switch.
+    (tmp_path / "switch.aac").write_bytes((tmp_path / "mono.aac").read_bytes() + (tmp_path / "stereo.aac").read_bytes())
+    notes = []
+    y = load_audio(tmp_path / "switch.aac", sample_rate=SR, mono=False, notes=notes)
+    assert y.shape[0] == 1 and 1.9 * SR < y.shape[1] < 2.4 * SR
+    assert any("stream changes from 1 channels at 16000 Hz to 2" in n for n in notes)
+    tail = y[0, -SR // 2:]
+    assert np.abs(tail).max() < 0.05  # left and -left mixed: the stereo half cancels, as librosa.to_mono would
