@@ -22,8 +22,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from seqapps.errors import invalid_argument
+from seqapps import serving
+from seqapps.errors import ConfigError, invalid_argument
 from seqapps.heads import ClassificationHead, RegressionHead
+from seqapps.layers import windows as windowing
 from seqapps.layers.normalization import FeatureNormalization
 from seqapps.layers.recurrent import Recurrent
 
@@ -46,6 +48,8 @@ class SequenceModel(keras.Model):
         hidden_units: int = 0,
         augmentation: keras.layers.Layer | dict | None = None,
         recurrent_layer=None,
+        bidirectional: bool = False,
+        merge_mode: str = "concat",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -91,6 +95,7 @@ class SequenceModel(keras.Model):
             for i in range(num_layers)
         ]
         self.between = [keras.layers.Dropout(dropout) for _ in range(num_layers)] if dropout else []
+        self._init_bidirectional(bidirectional, merge_mode)
         self.head = self._make_head()
 
     # The model is built at construction from `input_shape`, so a loaded .keras file finds
@@ -109,9 +114,11 @@ class SequenceModel(keras.Model):
         self.feature_size = int(shape[-1])
         self.normalization.build((None, None, self.feature_size))
         width = self.feature_size
-        for layer in self.recurrent_layers:
+        for i, layer in enumerate(self.recurrent_layers):
             layer.build((None, None, width))
-            width = self.units
+            if self.bidirectional:
+                self.backward_layers[i].build((None, None, width))
+            width = self.layer_width
         self.head.build((None, None, width))
         self.built = True
 
@@ -133,6 +140,11 @@ class SequenceModel(keras.Model):
             raw, mask = inputs, None
         if self.frontend is None:
             return tf.convert_to_tensor(raw), mask
+        if hasattr(self.frontend, "features_and_mask"):
+            # e.g. SpeechFrontend: its placement and CMVN need the sample mask, it may make
+            # a frame mask where none was given ("trim"), and in training the mask must
+            # follow the augmented waveform: both come from one pass.
+            return self.frontend.features_and_mask(raw, mask, training=training)
         features = self.frontend(raw, training=training)
         if mask is not None:
             mask = self.frontend.compute_mask(raw, mask)
@@ -148,9 +160,43 @@ class SequenceModel(keras.Model):
             if self.between:
                 x = self.between[i](x, training=training)
             initial = None if initial_states is None else initial_states[i]
-            x = layer(x, mask=mask, initial_state=initial, training=training)
+            forward = layer(x, mask=mask, initial_state=initial, training=training)
+            x = self._merge_backward(i, forward, x, mask, training) if self.bidirectional else forward
             all_states.append(x)
         return all_states
+
+    # ------------------------------------------------------------------ bidirectional
+    def _init_bidirectional(self, bidirectional, merge_mode):
+        if not isinstance(bidirectional, bool):
+            raise invalid_argument("bidirectional", bidirectional, "True or False")
+        if merge_mode not in ("concat", "sum"):
+            raise invalid_argument("merge_mode", merge_mode, "'concat' or 'sum'")
+        self.bidirectional = bidirectional
+        self.merge_mode = merge_mode
+        # A second plain Recurrent per layer reads the sequence from its end; its outputs
+        # (in processing order) are reversed back so that step t of both directions meet.
+        self.backward_layers = [
+            Recurrent(self.units, activation=self.activation, recurrent_initializer=self.recurrent_initializer,
+                      truncate_bptt=self.truncate_bptt, return_sequences=True, go_backwards=True,
+                      name=f"recurrent_backward_{i}")
+            for i in range(self.num_layers)
+        ] if bidirectional else []
+
+    @property
+    def layer_width(self) -> int:
+        """Width of each layer's output: units, or 2 * units for concatenated directions."""
+        return 2 * self.units if self.bidirectional and self.merge_mode == "concat" else self.units
+
+    @property
+    def can_stream(self) -> bool:
+        """False for a bidirectional model: its backward direction needs the whole future."""
+        return not self.bidirectional
+
+    def _merge_backward(self, i, forward, inputs, mask, training):
+        backward = tf.reverse(self.backward_layers[i](inputs, mask=mask, training=training), [1])
+        if self.merge_mode == "sum":
+            return forward + backward
+        return tf.concat([forward, backward], axis=-1)
 
     def call(self, inputs, training=None):
         features, mask = self.features_and_mask(inputs, training=training)
@@ -172,6 +218,11 @@ class SequenceModel(keras.Model):
             (what the model would predict if the sequence ended there); chunked calls
             give the same results as one call on the whole sequence.
         """
+        if not self.can_stream:
+            raise ConfigError(
+                "a bidirectional model cannot stream: its backward direction reads the sequence from "
+                "its end. Use the whole-clip signatures, or train with bidirectional=False to stream"
+            )
         states = tf.cast(states, self.compute_dtype)
         if reset is not None:
             keep = 1.0 - tf.cast(reset, states.dtype)[:, tf.newaxis, tf.newaxis]
@@ -180,6 +231,68 @@ class SequenceModel(keras.Model):
         outputs = self.recurrent_states(features, initial_states=initial, training=False)
         new_states = tf.stack([o[:, -1] for o in outputs], axis=1)
         return self.head.per_step(outputs[-1]), new_states
+
+    # ------------------------------------------------------------------ clips, serving
+    @property
+    def input_kind(self) -> str:
+        """"audio" (waveforms [samples]), "video" (frames [time, h, w, c]) or "features"."""
+        if self.frontend is None:
+            return "features"
+        rank = len(self.raw_input_shape)
+        return "audio" if rank == 1 else "video" if rank == 4 else "features"
+
+    def predict_clip(self, inputs, *, window: int | None = None, hop: int | None = None,
+                     return_windows: bool = False):
+        """One prediction per clip, from clips of any length: what serving_default,
+        `seqapps predict` and `seqapps evaluate` answer.
+
+        The clips are cut into windows as in training (``seqapps.layers.windows.frame_clips``:
+        padded tail masked, at least one window), each window is predicted and the window
+        predictions are averaged per clip. Video frame features are computed over the
+        whole clip first and then windowed, as the training cache does (FrameMotion needs
+        the frame before each window). Per-step models (pooling="none") and window=None
+        run the whole clip in one pass.
+
+        Args:
+            inputs: raw clips ``[batch, time, ...]`` (waveforms ``[batch, samples]``, frames
+                uint8 ``[batch, time, h, w, c]``) or ``{"features": [batch, time, F]}``.
+            window, hop: window and hop in items of the clips (samples, frames).
+            return_windows: also return the window predictions ``[batch, windows, ...]``.
+
+        Returns:
+            float32 ``[batch, ...]`` (and the window predictions).
+
+        >>> import numpy as np
+        >>> model = SequenceRegressor(input_shape=(None, 2), units=3)
+        >>> model.predict_clip(np.zeros((1, 7, 2), "float32"), window=4, hop=2).shape
+        TensorShape([1, 1])
+        """
+        given_features = isinstance(inputs, dict)
+        clips = tf.convert_to_tensor(inputs["features"] if given_features else inputs)
+        if window is None or self.pooling == "none":
+            # Per-step outputs belong to steps of the whole clip; averaging windows would
+            # mix different steps.
+            values = tf.cast(self({"features" if given_features else "inputs": clips}, training=False), tf.float32)
+            return (values, values[:, tf.newaxis]) if return_windows else values
+        if not given_features and self.input_kind == "video":
+            clips, given_features = self.frontend(clips, training=False), True
+        windows, mask, count = windowing.frame_clips(clips, window=window, hop=hop)
+        values = self({"features" if given_features else "inputs": windows, "mask": mask}, training=False)
+        values = tf.cast(values, tf.float32)
+        values = tf.reshape(values, tf.concat([[-1, count], tf.shape(values)[1:]], axis=0))
+        clip_values = tf.reduce_mean(values, axis=1)
+        return (clip_values, values) if return_windows else clip_values
+
+    def signatures(self, *, window: int | None = None, hop: int | None = None,
+                   builders=None) -> dict:
+        """The serving signatures {name: seqapps.serving.Signature} (see seqapps.serving);
+        `window`/`hop` (samples or frames) drive the windowing of serving_default."""
+        return serving.signatures(self, window=window, hop=hop, builders=builders)
+
+    def describe(self, *, window: int | None = None, hop: int | None = None) -> dict:
+        """Task, input kind, labels or targets, architecture, stream state shape, raw
+        input name and serving windowing, as JSON-ready values (the model card)."""
+        return serving.describe(self, window=window, hop=hop)
 
     # ------------------------------------------------------------------ fitting
     def adapt(self, dataset, *, steps: int | None = None) -> None:
@@ -219,6 +332,8 @@ class SequenceModel(keras.Model):
             if self.augmentation is None
             else keras.saving.serialize_keras_object(self.augmentation),
             **self._recurrent_layer_config(),
+            "bidirectional": self.bidirectional,
+            "merge_mode": self.merge_mode,
         }
 
     def _recurrent_layer_config(self) -> dict:
@@ -264,6 +379,10 @@ class SequenceClassifier(SequenceModel):
             (units, *, activation, recurrent_initializer, return_sequences, name, and
             truncate_bptt when set), e.g. keras.layers.GRU or functools.partial(
             Recurrent, implementation="graph"). Saving needs a registered class.
+        bidirectional: add a second Recurrent per layer reading the sequence backwards
+            (go_backwards=True, outputs reversed back so step t meets step t); such a
+            model cannot stream (`can_stream` is False, no stream signature in exports).
+        merge_mode: "concat" (layer width 2 * units) or "sum" of the two directions.
 
     Example:
     >>> import numpy as np
@@ -272,6 +391,8 @@ class SequenceClassifier(SequenceModel):
     >>> history = model.fit({"features": np.zeros((4, 6, 4), "float32")},
     ...                     np.array([0, 1, 0, 1]), epochs=1, verbose=0)
     """
+
+    task = "classify"
 
     def __init__(self, *, num_classes: int, class_names=None, multi_label: bool = False, **kwargs):
         if class_names is not None and len(class_names) != num_classes:
@@ -326,6 +447,8 @@ class SequenceRegressor(SequenceModel):
     >>> model.predict({"features": np.zeros((2, 5, 3), "float32")}, verbose=0).shape
     (2, 1)
     """
+
+    task = "regress"
 
     def __init__(self, *, num_targets: int = 1, target_names=None, **kwargs):
         if target_names is not None and len(target_names) != num_targets:

@@ -18,8 +18,8 @@ import tensorflow as tf
 
 from pipelines import sources
 from pipelines.report import BadInputReport
-from seqapps.runs.settings import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS
 from seqapps.errors import ConfigError
+from seqapps.runs.settings import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS
 
 
 def load_source(kind: str, *, data_dir=None, manifest=None, task="classify", target_columns=None,
@@ -32,7 +32,38 @@ def load_source(kind: str, *, data_dir=None, manifest=None, task="classify", tar
     if task != "classify":
         raise ConfigError("regression needs a --manifest CSV with numeric targets (a folder gives classes)")
     extensions = AUDIO_EXTENSIONS if kind == "audio" else VIDEO_EXTENSIONS
-    return sources.from_directory(data_dir, extensions=extensions, report=report, kind=kind)
+    source = sources.from_directory(data_dir, extensions=extensions, report=report, kind=kind)
+    if "_background_noise_" in source.class_names:
+        # Speech Commands' noise recordings (augmentation.noise_dir "auto"), not a class.
+        kept = [e for e in source.examples if e.label != "_background_noise_"]
+        if not kept:
+            raise ConfigError(f"data folder {data_dir} holds only _background_noise_ (no class sub-folders)")
+        source = sources.DataSource(examples=kept, class_names=[c for c in source.class_names
+                                                                 if c != "_background_noise_"],
+                                    target_names=None, task="classify")
+    return source
+
+
+def load_training_source(kind: str, *, data_dir=None, manifest=None, task="classify", target_columns=None,
+                         report: BadInputReport, group_pattern: str | None = None, test_dir=None,
+                         test_manifest=None) -> sources.DataSource:
+    """The training source of `seqapps train`: groups from file names (`group_pattern`)
+    and a separate test set (`test_dir` or `test_manifest`, split "test") joined in."""
+    from pipelines import groups
+
+    source = load_source(kind, data_dir=data_dir, manifest=manifest, task=task, target_columns=target_columns,
+                         report=report)
+    if group_pattern is not None:
+        source = groups.groups_from_names(source, group_pattern)
+    if test_dir is None and test_manifest is None:
+        return source
+    if test_dir is not None and test_manifest is not None:
+        raise ConfigError("give --test-dir or --test-manifest, not both")
+    test = load_source(kind, data_dir=test_dir, manifest=test_manifest, task=task, target_columns=target_columns,
+                       report=report)
+    if group_pattern is not None:
+        test = groups.groups_from_names(test, group_pattern)
+    return groups.with_test_set(source, test)
 
 
 def with_model_classes(source: sources.DataSource, class_names: list[str]) -> sources.DataSource:
@@ -45,19 +76,16 @@ def with_model_classes(source: sources.DataSource, class_names: list[str]) -> so
 
 
 # --------------------------------------------------------------------------- frontends
-def make_frontend(kind: str, data: dict):
-    """The in-graph frontend for raw input of `kind`, and the raw input shape."""
-    if kind == "audio":
-        from seqapps.layers.audio_frontends import LogMelSpectrogram
+def make_frontend(kind: str, data: dict, *, augmentation: dict | None = None, noise=None):
+    """The in-graph frontend for raw input of `kind`, and the raw input shape.
 
-        frontend = LogMelSpectrogram(
-            sample_rate=data["sample_rate"],
-            n_fft=data["n_fft"],
-            hop_length=data["hop_length"],
-            n_mels=data["n_mels"],
-        )
-        window = int(round(data["window_seconds"] * data["sample_rate"]))
-        return frontend, (window,)
+    Audio: see seqapps.runs.speech (`augmentation` settings and decoded `noise` add the
+    training-only waveform augmentations).
+    """
+    if kind == "audio":
+        from seqapps.runs.speech import make_speech_frontend
+
+        return make_speech_frontend(data, augmentation=augmentation, noise=noise)
     from seqapps.layers.video_frontends import (
         ColorHistogram,
         FrameDifference,
@@ -79,7 +107,7 @@ def make_frontend(kind: str, data: dict):
             f"`data.features` must be a non-empty list drawn from {sorted(makers)}. Received: {data['features']!r}"
         )
     parts = [makers[name]() for name in data["features"]]
-    frontend = parts[0] if len(parts) == 1 else FrameFeatures(parts)
+    frontend = parts[0] if len(parts) == 1 else FrameFeatures(layers=parts)
     height, width = data["size"]
     return frontend, (None, height, width, 3)
 
@@ -130,42 +158,72 @@ def make_dataset(kind: str, source, indices, *, data: dict, frontend, batch_size
         report=report,
     )
     dataset = read_frame_cache(
-        folder, length=data["window_frames"], shift=data["hop_frames"], batch_size=batch_size,
+        folder, window_frames=data["window_frames"], hop_frames=data["hop_frames"], batch_size=batch_size,
         target="label" if source.task == "classify" else "clip_targets", shuffle=shuffle, seed=seed,
-        include_clip_index=with_clip_index,
+        with_clip_index=with_clip_index,
     )
     return dataset.map(_rename_inputs_to_features)
 
 
-def clip_predictions(model, dataset: tf.data.Dataset, n_clips_hint: int | None = None):
-    """Window predictions aggregated per clip (mean of probabilities / values).
+def window_and_hop(preprocessing: dict) -> tuple[int, int]:
+    """(window, hop) in samples (audio) or frames (video) of a run's preprocessing config."""
+    from seqapps.export import window_settings
 
-    Returns (sorted clip ids, their clip predictions, their targets).
+    settings = window_settings(preprocessing)
+    if settings is None:
+        raise ConfigError("the run's config.json sets no window (window_samples or window_frames)")
+    return settings
+
+
+def clip_predictions(model, kind: str, source, indices, *, data: dict, cache_dir: str | os.PathLike,
+                     report: BadInputReport):
+    """``model.predict_clip`` on every usable clip of examples `indices` of `source`.
+
+    Audio clips are decoded (``pipelines.audio.decode_files``); video clips are read back
+    as whole-clip frame features from the frame cache (the one training built, so the
+    features are those of training). Bad files go to `report`.
+
+    Returns (source indices of the predicted clips, int64; their predictions; targets).
     """
-    from pipelines.windows import aggregate_clip_predictions, aggregate_clip_regression
-
+    indices = np.asarray(indices, dtype=np.int64)
+    window, hop = window_and_hop(preprocessing_config(kind, data))
+    predict = tf.function(lambda clips: model.predict_clip(clips, window=window, hop=hop), reduce_retracing=True)
+    if source.task == "classify":
+        all_targets = np.asarray(source.labels_as_ids(), dtype=np.int32)
+    else:
+        all_targets = np.asarray(source.targets_array(), dtype=np.float32)
     from pipelines.progress import progress
 
-    predictions, clip_index, targets = [], [], []
-    batches = int(dataset.cardinality())
-    with progress(total=batches if batches >= 0 else None, description="evaluate", unit="batch") as bar:
-        for inputs, y, *_ in dataset:
-            clip = inputs.pop("clip_index")
-            predictions.append(model(inputs, training=False).numpy())
-            clip_index.append(np.asarray(clip))
-            targets.append(np.asarray(y))
-            bar.update(1)
-    if not predictions:
-        raise ConfigError("no windows to evaluate: every file was skipped (see the bad-input report)")
-    predictions = np.concatenate(predictions)
-    clip_index = np.concatenate(clip_index).astype(np.int64)
-    targets = np.concatenate(targets)
-    clips, first, dense = np.unique(clip_index, return_index=True, return_inverse=True)
-    if predictions.ndim == 2 and getattr(model, "num_classes", None):
-        per_clip = aggregate_clip_predictions(predictions, dense, n_clips=len(clips))
+    clips, predictions = [], []
+    if kind == "audio":
+        from pipelines.audio import decode_files
+
+        # Its own report, merged without repeats: in a training run these files were
+        # decoded (and reported) once already, for the datasets.
+        local = BadInputReport(strict=report.strict)
+        waveforms = decode_files([source.examples[int(i)].path for i in indices],
+                                 sample_rate=data["sample_rate"], report=local)
+        report.extend(local)
+        with progress(total=len(indices), description="evaluate", unit="clip") as bar:
+            for index, waveform in zip(indices, waveforms, strict=True):
+                if waveform is not None and len(waveform):
+                    clips.append(index)
+                    predictions.append(predict(waveform[np.newaxis]).numpy()[0])
+                bar.update(1)
     else:
-        per_clip = aggregate_clip_regression(predictions, dense, n_clips=len(clips))
-    return clips, per_clip, targets[first]
+        from pipelines.frame_cache import read_cached_clips, write_frame_cache
+
+        folder = write_frame_cache(source, indices, Path(cache_dir), feature_layer=model.frontend,
+                                   fps=data["fps"], size=tuple(data["size"]), report=report)
+        with progress(total=len(indices), description="evaluate", unit="clip") as bar:
+            for clip in read_cached_clips(folder):
+                clips.append(int(clip["clip_index"]))
+                predictions.append(predict({"features": clip["features"][tf.newaxis]}).numpy()[0])
+                bar.update(1)
+    if not predictions:
+        raise ConfigError("no clips to evaluate: every file was skipped (see the bad-input report)")
+    clips = np.asarray(clips, dtype=np.int64)
+    return clips, np.stack(predictions), all_targets[clips]
 
 
 def decode_file(kind: str, path: str, data: dict) -> np.ndarray:
@@ -177,10 +235,3 @@ def decode_file(kind: str, path: str, data: dict) -> np.ndarray:
     from pipelines.video import read_clip
 
     return read_clip(path, fps=data["fps"], size=tuple(data["size"]))
-
-
-def window_raw(raw: np.ndarray, *, length: int, shift: int):
-    """Windows and masks of one decoded file along its first axis."""
-    from pipelines.windows import frame_windows
-
-    return frame_windows(raw, length=length, shift=shift)
