@@ -10,7 +10,14 @@ Measures, on one-second 16 kHz synthetic clips (written as real WAV files in a t
 
 The real-time factor is seconds of audio processed per wall-clock second.
 
-Run: ``PYTHONPATH=. .venv/bin/python benchmarks/pipeline_audio.py [--quick] [--clips N]``
+``--formats wav,flac,mp3,m4a,opus`` adds, per format, decoding alone with each decoder
+that reads it (libsndfile, FFmpeg/PyAV; ``pipelines.decode``) and the first epoch with a
+cache through the default choice. The files are written once per format (lossy ones with
+PyAV's encoders). With ``PYTHONPATH`` on an older checkout (no ``decoder=`` argument) the
+same script measures that checkout's path: that is how "before" is measured.
+
+Run: ``PYTHONPATH=. .venv/bin/python benchmarks/pipeline_audio.py [--quick] [--clips N]
+[--formats wav,flac,mp3,m4a,opus] [--skip-wav-stages]``
 Writes ``bench_out/pipeline_audio.json``.
 """
 
@@ -64,6 +71,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--clips", type=int, default=None, help="number of clips (default 400)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--out", default="bench_out/pipeline_audio.json")
+    parser.add_argument("--formats", default="", help="comma-separated: wav,flac,mp3,m4a,opus,ogg")
+    parser.add_argument("--skip-wav-stages", action="store_true",
+                        help="only the per-format rows (skip the WAV stage table)")
     args = parser.parse_args(argv)
     n_clips = args.clips or (100 if args.quick else 400)
     cached_epochs = 1 if args.quick else 3
@@ -104,6 +114,13 @@ def main(argv=None) -> dict:
         source = from_manifest(root / "manifest.csv", task="classify")
         indices = list(range(n_clips))
         paths = [source.examples[i].path for i in indices]
+
+        if args.formats:
+            _format_rows(args.formats.split(","), source, indices, Path(tmp), row, results,
+                         batch_size=args.batch_size)
+        if args.skip_wav_stages:
+            _print_and_save(results, args, n_clips, targets=False)
+            return results
 
         for executor in ("thread", "process", "serial"):
             _, t = _timed(lambda ex=executor: decode_files(paths, sample_rate=SAMPLE_RATE, executor=ex,
@@ -165,7 +182,6 @@ def main(argv=None) -> dict:
                                                                   n_mels=64) for w in waves])
             row("reference: librosa melspectrogram loop only (decoded)", n_clips, t)
 
-    results["load_average_1min"] = os.getloadavg()[0]
     results["targets"] = {"cached_epoch_clips_per_s": 2000, "first_epoch_clips_per_s": 200}
     by_stage = {r["stage"]: r["clips_per_s"] for r in results["rows"]}
     results["meets_targets"] = {
@@ -173,23 +189,142 @@ def main(argv=None) -> dict:
         "first": by_stage["first epoch, cached build (decode + write + log-mel)"] >= 200,
     }
 
+    _print_and_save(results, args, n_clips, targets=True)
+    return results
+
+
+# Lossy formats are written with PyAV's encoders (container format, codec, encoder rate).
+_WRITERS = {"mp3": ("mp3", "libmp3lame", SAMPLE_RATE), "m4a": ("mp4", "aac", SAMPLE_RATE),
+            "opus": ("ogg", "libopus", 48000)}
+
+
+# What pipelines.decode.sniff_format calls each benchmark format.
+_SNIFFED = {"wav": "wav", "flac": "flac", "ogg": "ogg-vorbis", "mp3": "mp3", "opus": "ogg-opus", "m4a": "mp4"}
+
+
+def _write_clip(path: Path, waveform, fmt: str) -> None:
+    import numpy as np
+
+    if fmt not in _WRITERS:  # wav, flac, ogg (Vorbis): libsndfile writes them
+        import soundfile
+
+        soundfile.write(path, waveform, SAMPLE_RATE)
+        return
+    import av
+    import librosa
+
+    container_format, codec, rate = _WRITERS[fmt]
+    if rate != SAMPLE_RATE:
+        waveform = librosa.resample(waveform, orig_sr=SAMPLE_RATE, target_sr=rate)
+    with av.open(str(path), "w", format=container_format) as out:
+        stream = out.add_stream(codec, rate=rate, layout="mono")
+        frame = av.AudioFrame.from_ndarray(np.asarray(waveform, np.float32)[None], format="flt", layout="mono")
+        frame.rate = rate
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            out.mux(packet)
+
+
+def _format_rows(formats, source, indices, tmp: Path, row, results, *, batch_size: int, repeats: int = 3) -> None:
+    """Per format: decode alone with each decoder, then a cached first epoch; best of ``repeats``."""
+    import inspect
+
+    import soundfile
+
+    from pipelines.audio import audio_dataset, decode_files
+    from pipelines.report import BadInputReport
+    from pipelines.sources import DataSource, Example
+    from seqapps.layers.audio_frontends import LogMelSpectrogram
+
+    has_decoder = "decoder" in inspect.signature(decode_files).parameters
+    results["checkout"] = "with pipelines.decode" if has_decoder else "before pipelines.decode"
+    results["format_rows"] = []
+    originals = [source.examples[i] for i in indices]
+    common = dict(sample_rate=SAMPLE_RATE, window_seconds=1.0, hop_seconds=1.0, batch_size=batch_size,
+                  features=LogMelSpectrogram(**MEL), seed=0)
+    for fmt in formats:
+        folder = tmp / f"as-{fmt}"
+        folder.mkdir()
+        examples = []
+        for k, e in enumerate(originals):
+            waveform, _ = soundfile.read(e.path, dtype="float32")
+            path = folder / f"{k:05d}.{fmt}"
+            _write_clip(path, waveform, fmt)
+            examples.append(Example(str(path), e.label, None, None, None))
+        converted = DataSource(examples, source.class_names, None, "classify")
+        paths = [e.path for e in examples]
+        warm = DataSource(examples[:batch_size], source.class_names, None, "classify")
+        for _ in audio_dataset(warm, None, cache_dir=None, report=BadInputReport(), **common):
+            pass  # TF tracing and first imports, outside the timings
+        for decoder in (("soundfile", "pyav", "auto") if has_decoder else ("today",)):
+            kwargs = {"decoder": decoder, "show_progress": False} if has_decoder else {}
+            timings = []
+            for _ in range(repeats):
+                report = BadInputReport()
+                timings.append(_timed(lambda kw=kwargs, r=report, p=paths: decode_files(
+                    p, sample_rate=SAMPLE_RATE, report=r, **kw))[1])
+            t = min(timings)
+            _CPU_SECONDS.append(min(_CPU_SECONDS[-repeats:]))
+            ok = len(paths) - report.count
+            row(f"{fmt}: decode only, {decoder}", len(paths), t, note=f"{ok} of {len(paths)} decoded, best of {repeats}")
+            results["format_rows"].append({"format": fmt, "stage": "decode", "decoder": decoder,
+                                           "decoded": ok, **results["rows"][-1]})
+        def first_epoch(data=converted, c=None, r=None):
+            windows = 0
+            for x, _ in audio_dataset(data, None, cache_dir=c, report=r, **common):
+                windows += int(x["inputs"].shape[0])
+            return windows
+
+        # With pipelines.decode, route the format to each decoder in turn (the choice is a
+        # set of sniffed kinds), to see which first epoch is faster; "today" otherwise.
+        routes = ["today"]
+        if has_decoder:
+            import pipelines.decode as decode_module
+
+            routes = ["soundfile", "pyav"] if fmt in _SNIFFED and fmt != "m4a" else ["pyav"]
+        for route in routes:
+            if has_decoder:
+                chosen = set(decode_module._SOUNDFILE_FORMATS)
+                (chosen.add if route == "soundfile" else chosen.discard)(_SNIFFED[fmt])
+                saved, decode_module._SOUNDFILE_FORMATS = decode_module._SOUNDFILE_FORMATS, chosen
+                default = _SNIFFED[fmt] in saved
+            timings = []
+            try:
+                for attempt in range(repeats):  # a new cache folder each time: every attempt decodes
+                    report = BadInputReport()
+                    windows, seconds = _timed(lambda a=attempt, r=report, f=f"{fmt}-{route}": first_epoch(
+                        c=tmp / f"cache-{f}-{a}", r=r))
+                    timings.append(seconds)
+            finally:
+                if has_decoder:
+                    decode_module._SOUNDFILE_FORMATS = saved
+            t = min(timings)
+            _CPU_SECONDS.append(min(_CPU_SECONDS[-repeats:]))
+            label = route if not has_decoder else f"{route}{' (default)' if (route == 'soundfile') == default else ''}"
+            row(f"{fmt}: first epoch, cached build, {label}", len(paths), t,
+                note=f"{windows} windows, {report.count} skipped, best of {repeats}")
+            results["format_rows"].append({"format": fmt, "stage": "first_epoch", "decoder": route,
+                                           "skipped": report.count, **results["rows"][-1]})
+
+
+def _print_and_save(results, args, n_clips, *, targets: bool) -> None:
+    results["load_average_1min"] = os.getloadavg()[0]
     width = max(len(r["stage"]) for r in results["rows"])
     print(f"\n{n_clips} one-second clips at {SAMPLE_RATE} Hz -> batched log-mel windows "
           f"(batch {args.batch_size}, {os.cpu_count()} CPUs)")
-    print(f"{'stage':<{width}}  {'seconds':>8}  {'clips/s':>9}  {'x real time':>11}  {'CPU ms/clip':>11}")
+    print(f"{'stage':<{width}}  {'seconds':>8}  {'clips/s':>9}  {'x real time':>11}  {'CPU ms/clip':>11}  note")
     for r in results["rows"]:
         print(f"{r['stage']:<{width}}  {r['seconds']:>8.3f}  {r['clips_per_s']:>9.1f}  "
-              f"{r['real_time_factor']:>11.1f}  {r['cpu_ms_per_clip']:>11.3f}")
+              f"{r['real_time_factor']:>11.1f}  {r['cpu_ms_per_clip']:>11.3f}  {r['note']}")
     print(f"load average during the run: {results['load_average_1min']:.1f} on {os.cpu_count()} CPUs "
           "(wall-clock rates drop when other jobs share the CPUs; CPU ms/clip does much less)")
-    print(f"targets: cached >= 2000 clips/s: {results['meets_targets']['cached']}; "
-          f"first epoch >= 200 clips/s: {results['meets_targets']['first']}")
+    if targets:
+        print(f"targets: cached >= 2000 clips/s: {results['meets_targets']['cached']}; "
+              f"first epoch >= 200 clips/s: {results['meets_targets']['first']}")
     from seqapps.atomic import write_text
 
     out = Path(args.out)
     write_text(out, json.dumps(results, indent=2))
     print(f"wrote {out}")
-    return results
 
 
 if __name__ == "__main__":

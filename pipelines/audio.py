@@ -1,7 +1,8 @@
 """Audio at the edge: decode files in Python, cache the waveforms, feed windows to tf.data.
 
-Only decoding runs in Python (soundfile / librosa: wav, flac, ogg, mp3; resampling with
-``librosa.resample``; mixing to mono). Everything after it is tf.data and Keras layers.
+Only decoding runs in Python (``pipelines.decode``: libsndfile or FFmpeg through PyAV,
+chosen by each file's content; resampling with ``librosa.resample``; mixing to mono).
+Everything after it is tf.data and Keras layers.
 
 - ``load_audio``: one file -> float32 waveform, or ``BadMediaError`` naming the file.
 - ``decode_files``: many files in a thread or process pool; bad files go to a
@@ -23,6 +24,7 @@ TensorShape([32, 16000])
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import os
 import warnings
 from collections.abc import Sequence
@@ -31,6 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from pipelines import cache
+from pipelines.decode import decode_audio, take_unattributed_warnings
+from pipelines.progress import progress
 from pipelines.report import BadInputReport
 from seqapps.errors import BadMediaError, invalid_argument
 
@@ -43,69 +47,62 @@ __all__ = [
     "load_audio",
 ]
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
-CACHE_VERSION = 1  # bump when the record layout changes, so old caches are not trusted
+# What FFmpeg (PyAV) and libsndfile read; the content decides the decoder, not the name.
+AUDIO_EXTENSIONS = (
+    ".wav", ".flac", ".ogg", ".oga", ".mp3", ".m4a", ".aac", ".mp4", ".opus", ".webm", ".mka",
+    ".wma", ".amr", ".3gp", ".aif", ".aiff", ".caf", ".au", ".mov", ".mkv",
+)
+# Bump when the record layout or the decoders change, so old caches are not trusted
+# (2: FFmpeg decodes what libsndfile could not; a version-1 cache lists those as bad).
+CACHE_VERSION = 2
 _LAYOUT = ("audio-waveforms", CACHE_VERSION)  # the manifest's `layout` (pipelines.cache)
 _RESAMPLE_TYPE = "soxr_hq"  # librosa.load's default
-_SENTINEL_SIZES = {0, 0xFFFFFFFF, 0x7FFFFFFF}  # "unknown length" written by streaming encoders
 
 
 # --------------------------------------------------------------------------- decoding
 
 
-def _truncation(info) -> str | None:
-    """libsndfile notes "data : DECLARED (should be ACTUAL)" when a WAV ends early."""
-    for line in (info.extra_info or "").splitlines():
-        words = line.replace(":", " ").replace("(", " ").replace(")", " ").split()
-        if len(words) >= 5 and words[0] == "data" and words[2:4] == ["should", "be"]:
-            try:
-                declared, actual = int(words[1]), int(words[4])
-            except ValueError:
-                return None
-            if declared not in _SENTINEL_SIZES and actual < declared:
-                return f"truncated: header declares {declared} data bytes, file holds {actual}"
-    return None
+def _load(path, *, sample_rate: int, mono: bool, decoder: str = "auto") -> tuple[np.ndarray, list[str]]:
+    """(waveform, decoder warnings); the checks and conversions of ``load_audio``."""
+    decoded = decode_audio(path, decoder=decoder)
+    data, native_rate = decoded.data, decoded.sample_rate
+    if data.shape[-1] == 0:
+        raise BadMediaError(path, "no audio samples (zero samples decoded)")
+    finite = np.isfinite(data)
+    if not finite.all():
+        first = int(np.argmin(finite.all(axis=0)))
+        what = "NaN" if np.isnan(data[:, first]).any() else "infinite value"
+        raise BadMediaError(path, f"non-finite samples: {what} at {first / native_rate:.3f} s")
+    import librosa
+
+    if mono:
+        data = librosa.to_mono(data) if data.shape[0] > 1 else data[0]
+    if native_rate != sample_rate:
+        data = librosa.resample(data, orig_sr=native_rate, target_sr=int(sample_rate), res_type=_RESAMPLE_TYPE)
+    return np.ascontiguousarray(data, dtype=np.float32), decoded.warnings
 
 
-def _read(path: str) -> tuple[np.ndarray, int]:
-    """-> ([channels, samples] float32, native sample rate); BadMediaError if undecodable."""
-    import soundfile
-
-    try:
-        info = soundfile.info(path)
-        data, native_rate = soundfile.read(path, dtype="float32", always_2d=True)
-    except Exception as sf_error:  # libsndfile cannot read it: try librosa's audioread path
-        try:
-            import librosa
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                data, native_rate = librosa.load(path, sr=None, mono=False, dtype=np.float32)
-        except Exception:
-            reason = str(sf_error).splitlines()[0] if str(sf_error) else type(sf_error).__name__
-            raise BadMediaError(path, f"not decodable as audio ({reason})") from None
-        return np.atleast_2d(data), int(native_rate)
-    truncated = _truncation(info)
-    if truncated:
-        raise BadMediaError(path, truncated)
-    return np.ascontiguousarray(data.T), int(native_rate)
-
-
-def load_audio(path: str | os.PathLike, *, sample_rate: int, mono: bool = True) -> np.ndarray:
+def load_audio(path: str | os.PathLike, *, sample_rate: int, mono: bool = True, decoder: str = "auto",
+               notes: list[str] | None = None) -> np.ndarray:
     """Decode one audio file to float32 at ``sample_rate``.
 
     Args:
-        path: a wav, flac, ogg or mp3 file (anything libsndfile or audioread reads).
+        path: any audio file (wav, flac, ogg, mp3, m4a/aac, opus, webm, wma, amr, ...) or
+            a video with an audio track; the decoder is chosen by the file's content, not
+            its name (``pipelines.decode``).
         sample_rate: target rate in Hz; other rates are resampled with
             ``librosa.resample(res_type="soxr_hq")`` (librosa.load's default).
         mono: average the channels (``librosa.to_mono``).
+        decoder: ``"auto"``, ``"soundfile"`` or ``"pyav"`` (see ``decode_audio``).
+        notes: when given, the decoder's warnings (FFmpeg's log) are appended to it.
 
     Returns:
         ``[samples]`` float32 when ``mono`` else ``[channels, samples]``.
 
     Raises:
-        BadMediaError: naming the file, when it is missing, empty, not audio, truncated,
-            has no samples, or holds NaN/inf samples.
+        BadMediaError: naming the file and the true reason: not found, dangling link,
+            not a file, permission denied, empty, unsupported codec, no audio stream,
+            truncated, zero samples, NaN/inf samples.
 
     Example:
     >>> y = load_audio("clip.wav", sample_rate=16000)  # doctest: +SKIP
@@ -114,36 +111,35 @@ def load_audio(path: str | os.PathLike, *, sample_rate: int, mono: bool = True) 
     """
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
         raise invalid_argument("sample_rate", sample_rate, "a positive integer")
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise BadMediaError(path, "file not found")
-    if not os.path.isfile(path):
-        raise BadMediaError(path, "not a file")
-    if os.path.getsize(path) == 0:
-        raise BadMediaError(path, "empty file (0 bytes)")
-    data, native_rate = _read(path)
-    if data.shape[-1] == 0:
-        raise BadMediaError(path, "no audio samples")
-    if not np.all(np.isfinite(data)):
-        raise BadMediaError(path, "non-finite samples (NaN or inf)")
-    import librosa
-
-    if mono:
-        data = librosa.to_mono(data) if data.shape[0] > 1 else data[0]
-    if native_rate != sample_rate:
-        data = librosa.resample(data, orig_sr=native_rate, target_sr=int(sample_rate), res_type=_RESAMPLE_TYPE)
-    return np.ascontiguousarray(data, dtype=np.float32)
+    waveform, warnings_logged = _load(os.fspath(path), sample_rate=sample_rate, mono=mono, decoder=decoder)
+    if notes is not None:
+        notes.extend(warnings_logged)
+    return waveform
 
 
-def _decode_one(path: str, sample_rate: int, mono: bool):
+def _decode_one(path: str, sample_rate: int, mono: bool, decoder: str = "auto", catch_python_warnings: bool = False):
     # Runs in a worker: return the error reason instead of raising, so that one bad
     # file never cancels the others and the report is filled in the parent, in order.
-    try:
-        return load_audio(path, sample_rate=sample_rate, mono=mono), None
-    except BadMediaError as error:
-        return None, error.reason
-    except Exception as error:  # any decoder crash is a bad file, not a lost run
-        return None, f"decoding failed ({type(error).__name__}: {error})"
+    # Python warnings are caught per file only where that is safe (one file at a time in
+    # this process); a thread pool catches them around the whole pool instead.
+    context = warnings.catch_warnings(record=True) if catch_python_warnings else contextlib.nullcontext([])
+    with context as caught:
+        if catch_python_warnings:
+            warnings.simplefilter("always")
+        notes: list[str] = []
+        try:
+            waveform = load_audio(path, sample_rate=sample_rate, mono=mono, decoder=decoder, notes=notes)
+            reason = None
+        except BadMediaError as error:
+            waveform, reason = None, error.reason
+        except Exception as error:  # any decoder crash is a bad file, not a lost run
+            waveform, reason = None, f"decoding failed ({type(error).__name__}: {error})"
+    notes += [_warning_text(w) for w in caught]
+    return waveform, reason, notes
+
+
+def _warning_text(w) -> str:
+    return f"{w.category.__name__}: {str(w.message).strip()} ({os.path.basename(w.filename)}:{w.lineno})"
 
 
 def decode_files(
@@ -154,19 +150,25 @@ def decode_files(
     report: BadInputReport | None = None,
     workers: int | None = None,
     executor: str = "thread",
+    decoder: str = "auto",
+    show_progress: bool | None = None,
 ) -> list[np.ndarray | None]:
     """Decode many files in parallel; bad files become ``None`` and a report entry.
 
     Args:
         paths: files to decode.
-        sample_rate, mono: as ``load_audio``.
+        sample_rate, mono, decoder: as ``load_audio``.
         report: where bad files go; ``None`` means strict, as everywhere in pipelines:
             the first bad file raises ``BadMediaError``. A strict report raises
-            ``BadMediaError`` for the first bad file in path order.
+            ``BadMediaError`` for the first bad file in path order. Library warnings
+            (FFmpeg's, Python ``warnings``) raised while decoding go to
+            ``report.warnings`` instead of the terminal.
         workers: pool size (default: CPU count).
-        executor: ``"thread"`` (default: libsndfile and soxr release the GIL, and threads
-            need no pickling; measured faster on 2 cores, see benchmarks/pipeline_audio.py),
-            ``"process"``, or ``"serial"``.
+        executor: ``"thread"`` (default: libsndfile, FFmpeg and soxr release the GIL, and
+            threads need no pickling; measured faster on 2 cores, see
+            benchmarks/pipeline_audio.py), ``"process"``, or ``"serial"``.
+        show_progress: a progress bar on a terminal, one line when not (default: when
+            there are more than a few files; ``pipelines.progress``).
 
     Returns:
         A list aligned with ``paths``: ``[samples]`` float32 arrays, ``None`` for bad files.
@@ -179,24 +181,42 @@ def decode_files(
     report = report if report is not None else BadInputReport(strict=True)
     paths = [os.fspath(p) for p in paths]
     workers = workers or os.cpu_count() or 1
-    if executor == "serial" or workers == 1 or len(paths) <= 1:
-        results = [_decode_one(p, sample_rate, mono) for p in paths]
-    else:
-        pool_type = (
-            concurrent.futures.ThreadPoolExecutor
-            if executor == "thread"
-            else concurrent.futures.ProcessPoolExecutor
-        )
-        chunk = 1 if executor == "thread" else max(1, len(paths) // (4 * workers))
-        with pool_type(max_workers=workers) as pool:
-            results = list(
-                pool.map(_decode_one, paths, [sample_rate] * len(paths), [mono] * len(paths), chunksize=chunk)
-            )
+    serial = executor == "serial" or workers == 1 or len(paths) <= 1
+    args = [sample_rate] * len(paths), [mono] * len(paths), [decoder] * len(paths)
+    take_unattributed_warnings()  # only this call's leftovers go to this report
+    with warnings.catch_warnings(record=True) as caught, progress(
+        total=len(paths), description="decode audio", unit="file", enabled=show_progress
+    ) as bar:
+        warnings.simplefilter("always")
+        if serial or executor == "thread":
+            if serial:
+                results_iter = map(_decode_one, paths, *args, [True] * len(paths))
+            else:
+                pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers)
+                results_iter = pool.map(_decode_one, paths, *args)
+        else:
+            pool = concurrent.futures.ProcessPoolExecutor(max_workers=workers)
+            chunk = max(1, len(paths) // (4 * workers))
+            results_iter = pool.map(_decode_one, paths, *args, [True] * len(paths), chunksize=chunk)
+        try:
+            results = []
+            for result in results_iter:
+                results.append(result)
+                bar.update(1)
+        finally:
+            if not serial:
+                pool.shutdown(wait=True, cancel_futures=True)
     waveforms = []
-    for path, (waveform, reason) in zip(paths, results, strict=True):
+    for path, (waveform, reason, notes) in zip(paths, results, strict=True):
+        for note in notes:
+            report.warn(note, path=path)
         if reason is not None:
             report.add(path, reason)
         waveforms.append(waveform)
+    for w in caught:
+        report.warn(_warning_text(w))
+    for note in take_unattributed_warnings():
+        report.warn(note)
     return waveforms
 
 
@@ -303,7 +323,7 @@ def build_cache(
             "bad": local.entries,
         }
     folder, meta = cache_dir / name, build.manifest
-    report.extend(local.entries)
+    report.extend(local)  # entries and the library warnings
     return folder, {**meta, "hit": False}
 
 
@@ -338,6 +358,7 @@ def audio_dataset(
     workers: int | None = None,
     executor: str = "thread",
     drop_remainder: bool = False,
+    print_summary: bool = True,
 ):
     """Windows of decoded clips as a batched ``tf.data.Dataset`` ready for ``Model.fit``.
 
@@ -368,6 +389,8 @@ def audio_dataset(
             ``1 / windows in its clip``, so every clip counts the same).
         workers, executor: decoding pool (see ``decode_files``).
         drop_remainder: drop the last partial batch.
+        print_summary: print the bad files of this call (False when the caller prints one
+            summary for a whole run).
 
     Returns:
         ``tf.data.Dataset`` of ``({"inputs": [batch, window_samples] float32,
@@ -451,7 +474,8 @@ def audio_dataset(
 
     if report.count > before:
         new = BadInputReport(entries=report.entries[before:])
-        print(new.summary())
+        if print_summary:  # off when the caller summarises a whole run once (seqapps.cli)
+            print(new.summary())
         if report_path is not None:
             new.save(report_path)
 

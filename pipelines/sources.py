@@ -28,6 +28,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import stat
 import warnings
 from dataclasses import dataclass
 
@@ -135,15 +136,44 @@ def _normalise_extensions(extensions) -> tuple[str, ...]:
     return tuple("." + ext.lower().lstrip(".") for ext in extensions)
 
 
+def _ignored(name: str) -> bool:
+    # Hidden files and folders (.DS_Store, .git), macOS AppleDouble files ("._clip.wav":
+    # resource forks, not audio) and the "__MACOSX" folder that zip archives from a Mac
+    # carry: never data, so skipped silently.
+    return name.startswith(".") or name == "__MACOSX"
+
+
+def _file_problem(path: str) -> str | None:
+    """Why a listed entry cannot be a media file, or None (same words as pipelines.decode)."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            return f"dangling link (points to {os.readlink(path)}, which does not exist)"
+        return "file not found"
+    except PermissionError:
+        return "permission denied"
+    except OSError as error:  # ELOOP: a link to itself
+        return f"unreadable link ({error.strerror})"
+    if not stat.S_ISREG(info.st_mode):
+        return "not a file (a pipe)" if stat.S_ISFIFO(info.st_mode) else "not a file"
+    if info.st_size == 0:
+        return "empty file (0 bytes)"
+    return None
+
+
 def from_directory(root: str | os.PathLike, *, extensions: tuple[str, ...],
                    report: BadInputReport | None = None, kind: str = "media") -> DataSource:
     """A classification source from one sub-folder per class.
 
     ``root/CLASS/**/file.ext``: class names are the sub-folder names, sorted; files are
-    found recursively inside each class folder (hidden files and folders skipped); files
-    whose extension (case-insensitive) is not in ``extensions`` and files directly under
-    ``root`` are ignored. Empty (0-byte) files go to ``report`` (or raise in strict
-    mode). Groups are None.
+    found recursively inside each class folder. Folders as users have them: symbolic links
+    (to files and to folders) are followed, each real folder once; hidden files and
+    folders, AppleDouble ``._*`` files and ``__MACOSX`` folders are ignored silently;
+    extensions match case-insensitively; names may hold spaces and any unicode. Files
+    whose extension is not in ``extensions`` and files directly under ``root`` are
+    ignored. Dangling links, empty (0-byte) files, unreadable entries and pipes go to
+    ``report`` with their reason (or raise in strict mode). Groups are None.
 
     Args:
         root: the folder.
@@ -170,21 +200,28 @@ def from_directory(root: str | os.PathLike, *, extensions: tuple[str, ...],
         raise ConfigError(f"data folder {root} is not a folder")
     class_names = sorted(
         entry.name for entry in os.scandir(root)
-        if entry.is_dir() and not entry.name.startswith(".")
+        if entry.is_dir() and not _ignored(entry.name)
     )
     if not class_names:
         raise ConfigError(f"data folder {root} has no class sub-folders "
                           f"(expected {root}/CLASS_NAME/file{extensions[0]})")
     examples = []
     for name in class_names:
+        seen = set()  # real folders walked: a link back up the tree must not loop forever
         for folder, subfolders, files in os.walk(os.path.join(root, name), followlinks=True):
-            subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
+            real = os.path.realpath(folder)
+            if real in seen:
+                subfolders[:] = []
+                continue
+            seen.add(real)
+            subfolders[:] = sorted(d for d in subfolders if not _ignored(d))
             for file in sorted(files):
-                if file.startswith(".") or os.path.splitext(file)[1].lower() not in extensions:
+                if _ignored(file) or os.path.splitext(file)[1].lower() not in extensions:
                     continue
                 path = os.path.join(folder, file)
-                if os.path.getsize(path) == 0:
-                    report.add(path, "empty file (0 bytes)")
+                problem = _file_problem(path)
+                if problem is not None:
+                    report.add(path, problem)
                     continue
                 examples.append(Example(path, name, None, None, None))
     if not examples:
@@ -294,8 +331,9 @@ def from_manifest(csv_path: str | os.PathLike, *, task: str = "classify",
             if empty:
                 report.add(path, f"missing {', '.join(empty)} {where}")
                 continue
-            if not os.path.isfile(path):
-                report.add(path, f"file not found {where}")
+            problem = _file_problem(path)
+            if problem is not None and not problem.startswith("empty"):  # empties: the decoder says so
+                report.add(path, f"{problem} {where}")
                 continue
             if task == "regress":
                 targets = tuple(_parse_float(cells[c], manifest=manifest, line=line, column=c)
@@ -437,11 +475,13 @@ def _check_split(source: DataSource, split: dict) -> None:
             seen.add(int(i))
 
 
-def write_split(path: str | os.PathLike, source: DataSource, split: dict[str, list[int]]
-                ) -> None:
+def write_split(path: str | os.PathLike, source: DataSource, split: dict[str, list[int]],
+                *, skipped: dict[str, str] | None = None) -> None:
     """Save a split as CSV ``path,label,group,split`` (absolute media paths).
 
-    Regression targets go to extra columns ``target:NAME``. ``read_split`` (or
+    Regression targets go to extra columns ``target:NAME``. With ``skipped`` (path ->
+    reason, e.g. from a ``BadInputReport``) a column ``skipped`` holds the reason of each
+    file that was listed but could not be used (empty for the others). ``read_split`` (or
     ``from_manifest``) reads it back. The file is written atomically.
 
     >>> import os, tempfile
@@ -455,6 +495,8 @@ def write_split(path: str | os.PathLike, source: DataSource, split: dict[str, li
     header = ["path", "label", "group", "split"]
     if source.task == "regress":
         header += [_TARGET_PREFIX + name for name in source.target_names]
+    if skipped is not None:
+        header.append("skipped")
     with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(header)
@@ -464,6 +506,8 @@ def write_split(path: str | os.PathLike, source: DataSource, split: dict[str, li
                 row = [e.path, e.label or "", e.group or "", name]
                 if source.task == "regress":
                     row += [repr(float(t)) for t in e.targets]
+                if skipped is not None:
+                    row.append(skipped.get(e.path, ""))
                 writer.writerow(row)
 
 

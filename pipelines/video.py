@@ -1,4 +1,4 @@
-"""Video decoding at the edge (OpenCV) and a windowed tf.data pipeline over decoded clips.
+"""Video decoding at the edge (PyAV or OpenCV) and a windowed tf.data pipeline over decoded clips.
 
 Only decoding, frame-rate resampling, resizing and colour conversion run here in Python;
 frame features (pixels, histograms, motion, CNN embeddings) are Keras layers in
@@ -33,6 +33,12 @@ COLORS = ("rgb", "bgr", "gray")
 # couple of frames' slack avoids calling a complete file broken.
 _MISSING_FRAMES_TOLERANCE = 0.05
 
+
+# Frame readers: FFmpeg through PyAV (exact timestamps, rotation, codecs OpenCV's build
+# lacks such as AV1; faster on large frames) or OpenCV. Measured side by side in
+# benchmarks/pipeline_video.py (benchmarks/README.md, "Decoding").
+BACKENDS = ("pyav", "opencv")
+DEFAULT_BACKEND = "pyav"
 
 # --------------------------------------------------------------------------- validation
 
@@ -197,25 +203,42 @@ def iter_indexed_frames(
     max_frames,
     report,
     allow_partial,
+    backend=None,
 ) -> Iterator[tuple[np.ndarray, int]]:
     """Frames with the index of the source frame they came from (for per-frame targets)."""
     check_options(fps=fps, size=size, resize_mode=resize_mode, color=color, max_frames=max_frames)
+    backend = DEFAULT_BACKEND if backend is None else backend
+    if backend not in BACKENDS:
+        raise invalid_argument("backend", backend, f"one of {BACKENDS}")
     report = BadInputReport(strict=True) if report is None else report
     path = os.fspath(path)
     if not os.path.isfile(path):
         report.add(path, "file not found")
         return
-    capture = cv2.VideoCapture(path)
-    try:
+    problems: list[str] = []
+    if backend == "pyav":
+        from pipelines import video_av
+
+        try:
+            container, stream = video_av.open_video(path)
+        except BadMediaError as error:
+            report.add(path, error.reason)
+            return
+        capture = None
+        raw = video_av.raw_frames(path, problems, container=container, stream=stream)
+    else:
+        capture = cv2.VideoCapture(path)
         if not capture.isOpened():
+            capture.release()
             report.add(path, "cannot be opened as a video (unreadable or not a video file)")
             return
-        problems: list[str] = []
+        raw = _raw_frames(capture, path, problems)
+    try:
         produced = 0
         last_index = None
         last_output = None
         stopped_early = False
-        for frame, index in _resample(_raw_frames(capture, path, problems), fps):
+        for frame, index in _resample(raw, fps):
             if index != last_index:  # an upsampled frame repeats: convert it once
                 out = _convert_color(frame, color)
                 if size is not None:
@@ -241,7 +264,15 @@ def iter_indexed_frames(
                 # drop them (read_clip and video_dataset do).
                 raise BadMediaError(path, problems[0])
     finally:
-        capture.release()
+        if capture is not None:
+            capture.release()
+        else:
+            raw.close()  # closes the container
+            from pipelines.decode import take_unattributed_warnings
+
+            # FFmpeg's decoder threads log outside any Python capture: kept for the report.
+            for note in take_unattributed_warnings():
+                report.warn(note, path=path)
 
 
 def iter_frames(
@@ -254,6 +285,7 @@ def iter_frames(
     max_frames: int | None = None,
     report: BadInputReport | None = None,
     allow_partial: bool = True,
+    backend: str | None = None,
 ) -> Iterator[np.ndarray]:
     """Stream the decoded frames of a video file: uint8 [height, width, 3] each.
 
@@ -270,6 +302,8 @@ def iter_frames(
         allow_partial: when a file breaks part-way, keep the frames decoded before the
             break (``report.add(..., kept_frames=N)``). When False the break is recorded as a
             skip and the stream ends with ``BadMediaError`` so the caller drops the frames.
+        backend: ``"pyav"`` (FFmpeg: the container's own timestamps, rotation applied)
+            or ``"opencv"``; None: ``DEFAULT_BACKEND``.
 
     A missing, unreadable or frameless file yields nothing and is recorded in ``report``.
     The capture is released however the generator ends.
@@ -287,6 +321,7 @@ def iter_frames(
         max_frames=max_frames,
         report=report,
         allow_partial=allow_partial,
+        backend=backend,
     ):
         yield frame
 
@@ -316,6 +351,7 @@ def read_clip(
     max_frames: int | None = None,
     report: BadInputReport | None = None,
     allow_partial: bool = True,
+    backend: str | None = None,
 ) -> np.ndarray | None:
     """Decode a whole clip: uint8 [time, height, width, 3], or None for a skipped file.
 
@@ -334,6 +370,7 @@ def read_clip(
         max_frames=max_frames,
         report=report,
         allow_partial=allow_partial,
+        backend=backend,
     )
     return None if result is None else result[0]
 
@@ -472,6 +509,7 @@ def video_dataset(
     with_clip_index: bool = False,
     report: BadInputReport | None = None,
     allow_partial: bool = True,
+    backend: str | None = None,
 ):
     """Windows of decoded clips as a tf.data.Dataset.
 
@@ -496,6 +534,7 @@ def video_dataset(
             ``source``, as in ``pipelines.audio``) to the inputs so window predictions
             can be aggregated per clip.
         report: bad files are skipped and recorded here (None: strict, raise).
+        backend: frame reader, as ``iter_frames``.
 
     Windows never cross clips. Decoding runs in Python on the fly; for several epochs
     prefer the feature cache (``pipelines.frame_cache``).
@@ -541,6 +580,7 @@ def video_dataset(
                 max_frames=max_frames,
                 report=report,
                 allow_partial=allow_partial,
+                backend=backend,
             )
             if result is None:
                 continue

@@ -95,8 +95,7 @@ def _evaluate(args) -> int:
             print("  " + " ".join(f"{v:4d}" for v in row))
     else:
         print(f"MAE {metrics['mae']:.4f}  RMSE {metrics['rmse']:.4f}  R^2 {metrics['r2']:.4f}  (n={metrics['n']})")
-    for skipped in metrics["skipped_files"]:
-        print(f"skipped {skipped['path']}: {skipped['reason']}", file=sys.stderr)
+    # The skipped files were summarised once on stderr while decoding (seqapps.runs.evaluate).
     return 0
 
 
@@ -120,9 +119,14 @@ def _predict(args) -> int:
 
 
 def _export(args) -> int:
+    from pipelines.progress import progress
     from seqapps.runs.export import export_run
 
-    path = export_run(args.run_dir, base_dir=args.base_dir, name=args.name, version=args.version)
+    # One step, but a long one (tracing every signature): a bar with the elapsed time on a
+    # terminal, one line with the time taken in a log.
+    with progress(total=1, description="export", unit="model", enabled=True) as bar:
+        path = export_run(args.run_dir, base_dir=args.base_dir, name=args.name, version=args.version)
+        bar.update(1)
     print(f"exported {path}")
     return 0
 
@@ -262,6 +266,9 @@ def _check_paths(args) -> str | None:
             return f"--{flag.replace('_', '-')} {path} does not exist or is not a {'folder' if flag == 'test_dir' else 'file'}"
     if args.command in ("train", "evaluate") and data_dir is None and manifest is None:
         return "give DATA_DIR or --manifest CSV"
+    run_dir = getattr(args, "run_dir", None)
+    if run_dir is not None and os.path.exists(run_dir) and not os.path.isdir(run_dir):
+        return f"run folder {run_dir} is a file, not a folder"
     return None
 
 

@@ -149,7 +149,7 @@ def make_dataset(kind: str, source, indices, *, data: dict, frontend, batch_size
         return audio_dataset(
             source, indices, sample_rate=data["sample_rate"], window_seconds=data["window_seconds"],
             hop_seconds=data["hop_seconds"], batch_size=batch_size, shuffle=shuffle, seed=seed,
-            cache_dir=cache_dir, report=report, with_clip_index=with_clip_index,
+            cache_dir=cache_dir, report=report, with_clip_index=with_clip_index, print_summary=False,
         )
     from pipelines.frame_cache import read_frame_cache, write_frame_cache
 
@@ -192,24 +192,34 @@ def clip_predictions(model, kind: str, source, indices, *, data: dict, cache_dir
         all_targets = np.asarray(source.labels_as_ids(), dtype=np.int32)
     else:
         all_targets = np.asarray(source.targets_array(), dtype=np.float32)
+    from pipelines.progress import progress
+
     clips, predictions = [], []
     if kind == "audio":
         from pipelines.audio import decode_files
 
+        # Its own report, merged without repeats: in a training run these files were
+        # decoded (and reported) once already, for the datasets.
+        local = BadInputReport(strict=report.strict)
         waveforms = decode_files([source.examples[int(i)].path for i in indices],
-                                 sample_rate=data["sample_rate"], report=report)
-        for index, waveform in zip(indices, waveforms, strict=True):
-            if waveform is not None and len(waveform):
-                clips.append(index)
-                predictions.append(predict(waveform[np.newaxis]).numpy()[0])
+                                 sample_rate=data["sample_rate"], report=local)
+        report.extend(local)
+        with progress(total=len(indices), description="evaluate", unit="clip") as bar:
+            for index, waveform in zip(indices, waveforms, strict=True):
+                if waveform is not None and len(waveform):
+                    clips.append(index)
+                    predictions.append(predict(waveform[np.newaxis]).numpy()[0])
+                bar.update(1)
     else:
         from pipelines.frame_cache import read_cached_clips, write_frame_cache
 
         folder = write_frame_cache(source, indices, Path(cache_dir), feature_layer=model.frontend,
                                    fps=data["fps"], size=tuple(data["size"]), report=report)
-        for clip in read_cached_clips(folder):
-            clips.append(int(clip["clip_index"]))
-            predictions.append(predict({"features": clip["features"][tf.newaxis]}).numpy()[0])
+        with progress(total=len(indices), description="evaluate", unit="clip") as bar:
+            for clip in read_cached_clips(folder):
+                clips.append(int(clip["clip_index"]))
+                predictions.append(predict({"features": clip["features"][tf.newaxis]}).numpy()[0])
+                bar.update(1)
     if not predictions:
         raise ConfigError("no clips to evaluate: every file was skipped (see the bad-input report)")
     clips = np.asarray(clips, dtype=np.int64)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,10 @@ def evaluate_run(run_dir, *, data_dir=None, manifest=None, strict=False) -> dict
     metrics = evaluate_split(model, kind, source, list(range(len(source.examples))), settings=settings,
                              run_dir=Path(run_dir) / "eval", report=report)
     metrics["skipped_files"] = report.skipped
+    if report.count or report.warnings:
+        report.save(Path(run_dir) / "eval" / "bad_inputs.json")
+        # Once, on stderr: `seqapps evaluate --json` keeps stdout for the JSON alone.
+        print(report.summary(), file=sys.stderr, flush=True)
     return metrics
 
 

@@ -16,8 +16,13 @@ import os
 
 from seqapps.errors import ConfigError
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
+# Everything FFmpeg (PyAV) or libsndfile reads; pipelines.decode picks the decoder by
+# content, so a file's extension only decides whether a folder listing takes it.
+AUDIO_EXTENSIONS = (
+    ".wav", ".flac", ".ogg", ".oga", ".mp3", ".m4a", ".aac", ".mp4", ".opus", ".webm", ".mka",
+    ".wma", ".amr", ".3gp", ".aif", ".aiff", ".caf", ".au", ".mov", ".mkv",
+)
+VIDEO_EXTENSIONS = (".mp4", ".m4v", ".avi", ".mov", ".mkv", ".webm", ".3gp", ".mpg", ".mpeg", ".ts", ".wmv", ".flv", ".ogv")
 
 # Defaults chosen by measurement (README, "Defaults"): strong out of the box on the
 # synthetic demo sets and the real recordings in ../shared/data.

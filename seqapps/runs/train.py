@@ -14,6 +14,7 @@ function, only the chief writes RUN/, the others write to a temporary folder (re
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import keras
@@ -164,6 +165,11 @@ def _train_and_evaluate(kind, source, split, *, settings, strategy, run_dir, out
                 cache_dir=cache, report=report)
     train_ds = run_data.make_dataset(kind, source, split["train"], shuffle=True, seed=training["seed"], **make)
     val_ds = run_data.make_dataset(kind, source, split["val"], shuffle=False, seed=0, **make)
+    # Decode (and cache) the test split now too: every file's fate is known before the
+    # long part, the one summary is printed here, and split.csv says which were skipped.
+    if split["test"]:
+        run_data.make_dataset(kind, source, split["test"], shuffle=False, seed=0, **make)
+    _report_decoding(report, out_dir, source, split)
     model.adapt(train_ds, steps=50)
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         # Every worker builds the same seeded pipeline and keeps its share of each global
@@ -205,9 +211,17 @@ def _train_and_evaluate(kind, source, split, *, settings, strategy, run_dir, out
     if source.task == "classify":
         shown = metrics.get("test", metrics["val"])
         plot_confusion_matrix(shown["confusion_matrix"], source.class_names, out_dir / "confusion_matrix.png")
-    if report.count:
-        print(report.summary())
     return metrics
+
+
+def _report_decoding(report: BadInputReport, out_dir: Path, source, split) -> None:
+    """Once per run, when every split is decoded: bad_inputs.json, split.csv with the
+    skipped files marked, and one summary on stderr (stdout stays for results)."""
+    report.save(out_dir / "bad_inputs.json")
+    skipped = {e["path"]: e["reason"] for e in report.skipped}
+    sources.write_split(out_dir / "split.csv", source, split, skipped=skipped)
+    if report.count or report.warnings:
+        print(report.summary(), file=sys.stderr, flush=True)
 
 
 def _loss(task: str, training: dict):
