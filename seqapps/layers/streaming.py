@@ -1,0 +1,380 @@
+"""Raw-input streaming: waveform (or frame) chunks of any length in, per-frame outputs out.
+
+``raw_stream(model)`` wraps a trained SequenceClassifier / SequenceRegressor (frontend,
+feature normalisation, Recurrent layers, head) into one streaming step whose state holds
+everything needed to continue, so a stateless server (TF Serving) can run it:
+
+audio (LogMelSpectrogram or MFCC frontend), input ``waveform`` [batch, samples], any
+``samples >= 1``; the state:
+
+    pending_samples  float32 [batch, n_fft - 1]   the last n_fft - 1 samples of the padded
+                                                  signal (zeros at the start: exactly the
+                                                  centre padding of the frontend)
+    samples_seen     int64   [batch]              samples consumed so far
+    peak_db          float32 [batch]              running peak (only with the top_db floor)
+    state            float32 [batch, layers, units]  the recurrent states s(n)
+
+video (frame-wise video frontends), input ``frames`` uint8 [batch, frames, h, w, 3]:
+
+    previous_frame   uint8   [batch, h, w, 3]     the last raw frame (FrameDifference /
+                                                  FrameMotion difference against it)
+    frames_seen      int64   [batch]
+    state            float32 [batch, layers, units]
+
+Each step returns ``probabilities`` (classifiers) or ``predictions`` [batch, frames, ...] (the head on the state of each frame,
+as the ``stream`` signature), ``frame_mask`` bool [batch, frames] (rows of one batch may
+be at different positions, so a row can complete one frame fewer; masked frames hold the
+recurrent state and carry no output), ``frame_index`` int64 and ``frame_times`` float32
+(seconds, the frame centre) [batch, frames], and the new state under the same names.
+``reset`` bool [batch] starts a row afresh (state zeros and reset=True is a new stream).
+
+Audio frames are emitted once every sample they cover has arrived: frame t (centre
+t * hop) needs samples up to t * hop + n_fft - n_fft // 2 - 1, so the stream lags the
+whole-signal frontend by its last ``ceil((n_fft - n_fft // 2) / hop)`` frames, those the
+frontend computes from its zero end padding; sending ``n_fft // 2`` zeros at the end of a
+stream (``flush_samples``) yields them too, exactly.
+
+The per-utterance top_db floor of the dB frontends (``max(db, peak - top_db)``, peak over
+the whole input) becomes a running peak: frame t is floored at the peak over frames 0..t
+of the stream. benchmarks/streaming.py measures what this costs in clip accuracy.
+
+>>> import numpy as np
+>>> from seqapps.layers import LogMelSpectrogram
+>>> from seqapps.tasks import SequenceClassifier
+>>> model = SequenceClassifier(num_classes=2, input_shape=(16000,), units=4,
+...                            frontend=LogMelSpectrogram(n_mels=8))
+>>> stream = raw_stream(model)
+>>> state = stream.initial_state(1)
+>>> result = stream.step(np.zeros((1, 1600), "float32"), state)
+>>> result["probabilities"].shape   # 1600 samples complete frames 0..8 (frame 9 needs sample 1695)
+TensorShape([1, 9, 2])
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from seqapps.errors import invalid_argument
+from seqapps.layers.audio_frontends import _MelBase
+from seqapps.layers import video_frontends as _video
+
+__all__ = ["AudioRawStream", "VideoRawStream", "raw_stream"]
+
+_VIDEO_LAYERS = (
+    _video.FramePixels,
+    _video.ColorHistogram,
+    _video.FrameDifference,
+    _video.FrameMotion,
+    _video.FrameEmbedder,
+    _video.FrameFeatures,
+)
+
+
+def raw_stream(model, *, fps: float | None = None):
+    """The raw streaming step of a seqapps task model (audio or video frontend).
+
+    Args:
+        model: a SequenceClassifier or SequenceRegressor with a frontend.
+        fps: video only: frames per second, for ``frame_times`` (None: times are frame
+            indices).
+    """
+    frontend = getattr(model, "frontend", None)
+    if isinstance(frontend, _MelBase):
+        return AudioRawStream(model)
+    if isinstance(frontend, _VIDEO_LAYERS):
+        return VideoRawStream(model, fps=fps)
+    raise invalid_argument(
+        "model.frontend", type(frontend).__name__,
+        "a LogMelSpectrogram or MFCC (audio) or a seqapps video frame-feature layer",
+    )
+
+
+def _prefix_max(values):
+    """Running maximum along axis 1 of [batch, n] (log2(n) doubling steps)."""
+    n = tf.shape(values)[1]
+    lowest = tf.cast(values.dtype.min, values.dtype)
+
+    def body(shift, current):
+        shifted = tf.pad(current, [[0, 0], [shift, 0]], constant_values=lowest)[:, :n]
+        return shift * 2, tf.maximum(current, shifted)
+
+    _, result = tf.while_loop(lambda shift, _: shift < n, body, [tf.constant(1), values])
+    return result
+
+
+class _RawStream:
+    """Shared part: recurrent states in and out, outputs, reset, the serving function."""
+
+    input_name: str
+
+    def __init__(self, model):
+        for attribute in ("recurrent_states", "head", "num_layers", "units"):
+            if not hasattr(model, attribute):
+                raise invalid_argument("model", type(model).__name__, "a seqapps SequenceClassifier or SequenceRegressor")
+        self.model = model
+        self.frontend = model.frontend
+        # The names of the other signatures: class probabilities, or regression values.
+        self.output_name = "probabilities" if hasattr(model, "num_classes") else "predictions"
+        self._function = None
+
+    # ---------------------------------------------------------------- description
+    def state_spec(self) -> dict[str, tf.TensorSpec]:
+        """Name -> TensorSpec (batch first, None) of every state tensor."""
+        specs = self._frontend_state_spec()
+        specs["state"] = tf.TensorSpec([None, self.model.num_layers, self.model.units], tf.float32, name="state")
+        return specs
+
+    def input_spec(self) -> tf.TensorSpec:
+        raise NotImplementedError
+
+    def input_signature(self) -> dict[str, tf.TensorSpec]:
+        """The inputs of one step: the chunk, ``reset`` and the state."""
+        return {
+            self.input_name: self.input_spec(),
+            "reset": tf.TensorSpec([None], tf.bool, name="reset"),
+            **self.state_spec(),
+        }
+
+    def initial_state(self, batch: int) -> dict[str, np.ndarray]:
+        """The state of `batch` fresh streams (what ``reset`` sets)."""
+        if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 0:
+            raise invalid_argument("batch", batch, "a non-negative integer")
+        state = {}
+        for name, spec in self.state_spec().items():
+            shape = [batch] + [d for d in spec.shape.as_list()[1:]]
+            state[name] = np.full(shape, self._initial_value(name), spec.dtype.as_numpy_dtype)
+        return state
+
+    def _initial_value(self, name):
+        return 0
+
+    def describe(self) -> dict:
+        """JSON-ready layout of the signature (for the model card and clients)."""
+        def spec(s):
+            return {"dtype": s.dtype.name, "shape": [-1 if d is None else d for d in s.shape.as_list()]}
+
+        return {
+            "input": {self.input_name: spec(self.input_spec())},
+            "state": {name: spec(s) for name, s in self.state_spec().items()},
+            "initial_values": {name: self._initial_value(name) for name in self.state_spec()},
+            "outputs": [self.output_name, "frame_mask", "frame_index", "frame_times", *self.state_spec()],
+            **self._describe_frontend(),
+        }
+
+    # ---------------------------------------------------------------- running
+    def step(self, chunk, state: dict, reset=None) -> dict:
+        """One chunk through the stream (eager or in a graph). `state` as returned last time
+        (or ``initial_state``); `reset` optional bool [batch]."""
+        chunk = tf.convert_to_tensor(chunk, self.input_spec().dtype)
+        if reset is None:
+            reset = tf.zeros(tf.shape(chunk)[:1], tf.bool)
+        return self.function(**{self.input_name: chunk, "reset": reset, **state})
+
+    @property
+    def function(self):
+        """The step as a tf.function with keyword inputs (``input_signature``): the
+        ``stream_raw`` serving signature."""
+        if self._function is None:
+            signature = self.input_signature()
+            names = list(signature)
+
+            def serve(*args):
+                inputs = dict(zip(names, args, strict=True))
+                chunk, reset = inputs.pop(self.input_name), inputs.pop("reset")
+                return self._step(chunk, inputs, reset)
+
+            traced = tf.function(serve, input_signature=list(signature.values()), autograph=False)
+            self._function = _KeywordFunction(traced, names)
+        return self._function
+
+    def _reset(self, state, reset):
+        out = {}
+        for name, value in state.items():
+            fresh = tf.cast(tf.fill(tf.shape(value), self._initial_value(name)), value.dtype)
+            row = tf.reshape(reset, tf.concat([tf.shape(reset), tf.ones([value.shape.rank - 1], tf.int32)], 0))
+            out[name] = tf.where(row, fresh, value)
+        return out
+
+    def _recur(self, features, state, frames_done):
+        """Recurrent states and outputs over the new frames; final state taken at each
+        row's last completed frame (a row completing none keeps its state)."""
+        initial = [state[:, i] for i in range(self.model.num_layers)]
+        sequences = self.model.recurrent_states(features, initial_states=initial, training=False)
+        finals = []
+        for i, states in enumerate(sequences):
+            # s(0) in front, so a row that completed no frame (index 0) keeps its state.
+            with_initial = tf.concat([initial[i][:, tf.newaxis], states], axis=1)
+            finals.append(tf.gather(with_initial, frames_done, axis=1, batch_dims=1))
+        outputs = self.model.head.per_step(sequences[-1])
+        return {self.output_name: tf.cast(outputs, tf.float32)}, tf.stack(finals, axis=1)
+
+
+class _KeywordFunction:
+    """A tf.function with a flat positional signature, called with keywords."""
+
+    def __init__(self, function, names):
+        self.function = function
+        self.names = names
+
+    def __call__(self, **inputs):
+        missing = [name for name in self.names if name not in inputs]
+        if missing:
+            raise invalid_argument("state", sorted(inputs), f"a dict holding {missing}")
+        return self.function(*[inputs[name] for name in self.names])
+
+    def get_concrete_function(self):
+        return self.function.get_concrete_function()
+
+
+class AudioRawStream(_RawStream):
+    """Streaming step of a model with a LogMelSpectrogram / MFCC frontend (see module doc)."""
+
+    input_name = "waveform"
+
+    def __init__(self, model):
+        super().__init__(model)
+        frontend = self.frontend
+        if frontend.center and frontend.pad_mode != "constant":
+            # Reflection at the start needs samples n_fft // 2 ahead; not supported.
+            raise invalid_argument(
+                "model.frontend.pad_mode", frontend.pad_mode, "'constant' for streaming (or center=False)"
+            )
+        if frontend.n_fft < 2:
+            raise invalid_argument("model.frontend.n_fft", frontend.n_fft, "at least 2 for streaming")
+        self.n_fft = frontend.n_fft
+        self.hop = frontend.hop_samples
+        self.half = frontend.n_fft // 2 if frontend.center else 0
+        self.sample_rate = frontend.sample_rate
+        self.floor_db = float(10.0 * np.log10(frontend.amin)) if frontend.floors_by_peak else None
+
+    @property
+    def flush_samples(self) -> int:
+        """Zeros to send after the last chunk to get the frames of the end padding."""
+        return self.half
+
+    def input_spec(self):
+        return tf.TensorSpec([None, None], tf.float32, name="waveform")
+
+    def _frontend_state_spec(self):
+        specs = {
+            "pending_samples": tf.TensorSpec([None, self.n_fft - 1], tf.float32, name="pending_samples"),
+            "samples_seen": tf.TensorSpec([None], tf.int64, name="samples_seen"),
+        }
+        if self.floor_db is not None:
+            specs["peak_db"] = tf.TensorSpec([None], tf.float32, name="peak_db")
+        return specs
+
+    def _initial_value(self, name):
+        # The lowest dB the frontend produces: the running max of nothing.
+        return self.floor_db if name == "peak_db" else 0
+
+    def _describe_frontend(self):
+        return {
+            "kind": "audio",
+            "sample_rate": self.sample_rate,
+            "hop_samples": self.hop,
+            "frame_seconds": self.hop / self.sample_rate,
+            "lookahead_samples": self.n_fft - self.half - 1,
+            "flush_samples": self.flush_samples,
+            "normalisation": "running peak for the top_db floor" if self.floor_db is not None else "fixed",
+        }
+
+    def frames_completed(self, samples):
+        """Frames the stream has emitted after `samples` samples (NumPy or TF int64)."""
+        padded = samples + self.half
+        if isinstance(padded, (int, np.integer, np.ndarray)):
+            return np.maximum((padded - self.n_fft) // self.hop + 1, 0)
+        return tf.maximum(tf.math.floordiv(padded - self.n_fft, self.hop) + 1, 0)
+
+    def _step(self, waveform, state, reset):
+        state = self._reset(state, reset)
+        seen = state["samples_seen"]
+        chunk = tf.cast(tf.shape(waveform)[1], tf.int64)
+        signal = tf.concat([state["pending_samples"], waveform], axis=1)  # signal[0] = padded[seen + half - n_fft + 1]
+        first = self.frames_completed(seen)
+        done = self.frames_completed(seen + chunk) - first  # [batch]
+        count = tf.reduce_max(tf.concat([done, [0]], 0))
+        offsets = tf.range(count, dtype=tf.int64)[tf.newaxis]
+        valid = offsets < done[:, tf.newaxis]
+        index = first[:, tf.newaxis] + offsets
+        start = index * self.hop - (seen + self.half - (self.n_fft - 1))[:, tf.newaxis]
+        start = tf.where(valid, start, 0)
+        positions = start[:, :, tf.newaxis] + tf.range(self.n_fft, dtype=tf.int64)
+        frames = tf.gather(signal, positions, axis=1, batch_dims=1)  # [batch, count, n_fft]
+        mel = self.frontend.mel_of_frames(frames)
+        new_state = {}
+        if self.floor_db is not None:
+            frame_peak = tf.where(valid, self.frontend.frame_peak_db(mel), self.floor_db)
+            running = tf.maximum(state["peak_db"][:, tf.newaxis], _prefix_max(frame_peak))
+            features = self.frontend.features_of_mel(mel, peak_db=running)
+            new_state["peak_db"] = tf.maximum(state["peak_db"], tf.reduce_max(frame_peak, axis=1))
+        else:
+            features = self.frontend.features_of_mel(mel)
+        outputs, recurrent = self._recur(features, state["state"], done)
+        keep = tf.shape(signal)[1] - (self.n_fft - 1)
+        centre = index * self.hop + (0 if self.frontend.center else self.n_fft // 2)
+        return {
+            **outputs,
+            "frame_mask": valid,
+            "frame_index": index,
+            "frame_times": tf.cast(tf.cast(centre, tf.float64) / self.sample_rate, tf.float32),
+            "pending_samples": signal[:, keep:],
+            "samples_seen": seen + chunk,
+            **new_state,
+            "state": recurrent,
+        }
+
+
+class VideoRawStream(_RawStream):
+    """Streaming step of a model with a frame-feature video frontend (see module doc).
+
+    The frontend runs on the previous frame followed by the chunk and the first output is
+    dropped, so difference and motion features see the frame before the chunk; the first
+    frame of a stream is its own predecessor, as in the frontend (zero difference).
+    """
+
+    input_name = "frames"
+
+    def __init__(self, model, *, fps: float | None = None):
+        super().__init__(model)
+        if fps is not None and not fps > 0:
+            raise invalid_argument("fps", fps, "a positive number or None")
+        self.fps = None if fps is None else float(fps)
+        shape = tuple(model.raw_input_shape)
+        if len(shape) != 4 or any(d is None for d in shape[1:]):
+            raise invalid_argument("model.raw_input_shape", shape, "(None, height, width, channels) for streaming")
+        self.frame_shape = tuple(int(d) for d in shape[1:])
+
+    def input_spec(self):
+        return tf.TensorSpec([None, None, *self.frame_shape], tf.uint8, name="frames")
+
+    def _frontend_state_spec(self):
+        return {
+            "previous_frame": tf.TensorSpec([None, *self.frame_shape], tf.uint8, name="previous_frame"),
+            "frames_seen": tf.TensorSpec([None], tf.int64, name="frames_seen"),
+        }
+
+    def _describe_frontend(self):
+        return {"kind": "video", "fps": self.fps, "frame_shape": list(self.frame_shape)}
+
+    def _step(self, frames, state, reset):
+        state = self._reset(state, reset)
+        seen = state["frames_seen"]
+        fresh = (seen == 0)[:, tf.newaxis, tf.newaxis, tf.newaxis]
+        previous = tf.where(fresh, frames[:, 0], state["previous_frame"])
+        features = self.frontend(tf.concat([previous[:, tf.newaxis], frames], axis=1), training=False)[:, 1:]
+        batch = tf.shape(frames)[0]
+        count = tf.cast(tf.shape(frames)[1], tf.int64)
+        outputs, recurrent = self._recur(features, state["state"], tf.fill([batch], count))
+        index = seen[:, tf.newaxis] + tf.range(count, dtype=tf.int64)[tf.newaxis]
+        times = tf.cast(index, tf.float32) / (self.fps or 1.0)
+        return {
+            **outputs,
+            "frame_mask": tf.ones(tf.shape(index), tf.bool),
+            "frame_index": index,
+            "frame_times": times,
+            "previous_frame": frames[:, -1],
+            "frames_seen": seen + count,
+            "state": recurrent,
+        }
