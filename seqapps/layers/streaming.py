@@ -56,8 +56,14 @@ import numpy as np
 import tensorflow as tf
 
 from seqapps.errors import invalid_argument
-from seqapps.layers.audio_frontends import _MelBase
 from seqapps.layers import video_frontends as _video
+from seqapps.layers.audio_frontends import _MelBase
+from seqapps.layers.detection import (
+    DETECTION_INITIAL_VALUES,
+    DetectionSettings,
+    detect_in_graph,
+    detection_state_spec,
+)
 
 __all__ = ["AudioRawStream", "VideoRawStream", "raw_stream"]
 
@@ -71,19 +77,25 @@ _VIDEO_LAYERS = (
 )
 
 
-def raw_stream(model, *, fps: float | None = None):
+def raw_stream(model, *, fps: float | None = None, detection: DetectionSettings | None = None,
+               background: list[str] | tuple[str, ...] = ()):
     """The raw streaming step of a seqapps task model (audio or video frontend).
 
     Args:
         model: a SequenceClassifier or SequenceRegressor with a frontend.
         fps: video only: frames per second, for ``frame_times`` (None: times are frame
             indices).
+        detection: classifiers: also run RecognizeCommands in the graph
+            (seqapps.layers.detection.detect_in_graph); adds its state and the outputs
+            ``detected``, ``detected_label``, ``detected_score`` [batch, frames].
+        background: class names that fire but are never reported (with `detection`).
     """
     frontend = getattr(model, "frontend", None)
+    options = {"detection": detection, "background": background}
     if isinstance(frontend, _MelBase):
-        return AudioRawStream(model)
+        return AudioRawStream(model, **options)
     if isinstance(frontend, _VIDEO_LAYERS):
-        return VideoRawStream(model, fps=fps)
+        return VideoRawStream(model, fps=fps, **options)
     raise invalid_argument(
         "model.frontend", type(frontend).__name__,
         "a LogMelSpectrogram or MFCC (audio) or a seqapps video frame-feature layer",
@@ -108,7 +120,7 @@ class _RawStream:
 
     input_name: str
 
-    def __init__(self, model):
+    def __init__(self, model, *, detection: DetectionSettings | None = None, background=()):
         for attribute in ("recurrent_states", "head", "num_layers", "units"):
             if not hasattr(model, attribute):
                 raise invalid_argument("model", type(model).__name__, "a seqapps SequenceClassifier or SequenceRegressor")
@@ -116,6 +128,14 @@ class _RawStream:
         self.frontend = model.frontend
         # The names of the other signatures: class probabilities, or regression values.
         self.output_name = "probabilities" if hasattr(model, "num_classes") else "predictions"
+        if detection is not None and self.output_name != "probabilities":
+            raise invalid_argument("detection", detection, "None for a regressor (detection needs classes)")
+        self.detection = detection
+        labels = list(getattr(model, "class_names", None) or [str(i) for i in range(getattr(model, "num_classes", 0))])
+        unknown = [name for name in background if name not in labels]
+        if unknown:
+            raise invalid_argument("background", list(background), f"class names among {labels}")
+        self.background = [labels.index(name) for name in background]
         self._function = None
 
     # ---------------------------------------------------------------- description
@@ -123,7 +143,15 @@ class _RawStream:
         """Name -> TensorSpec (batch first, None) of every state tensor."""
         specs = self._frontend_state_spec()
         specs["state"] = tf.TensorSpec([None, self.model.num_layers, self.model.units], tf.float32, name="state")
+        if self.detection is not None:
+            specs.update(detection_state_spec(self.detection, frame_ms=self.frame_ms,
+                                              num_classes=self.model.num_classes))
         return specs
+
+    @property
+    def frame_ms(self) -> float:
+        """Milliseconds between frames."""
+        raise NotImplementedError
 
     def input_spec(self) -> tf.TensorSpec:
         raise NotImplementedError
@@ -147,7 +175,7 @@ class _RawStream:
         return state
 
     def _initial_value(self, name):
-        return 0
+        return DETECTION_INITIAL_VALUES.get(name, 0)
 
     def describe(self) -> dict:
         """JSON-ready layout of the signature (for the model card and clients)."""
@@ -158,7 +186,12 @@ class _RawStream:
             "input": {self.input_name: spec(self.input_spec())},
             "state": {name: spec(s) for name, s in self.state_spec().items()},
             "initial_values": {name: self._initial_value(name) for name in self.state_spec()},
-            "outputs": [self.output_name, "frame_mask", "frame_index", "frame_times", *self.state_spec()],
+            "outputs": [self.output_name, "frame_mask", "frame_index", "frame_times",
+                        *(["detected", "detected_label", "detected_score"] if self.detection else []),
+                        *self.state_spec()],
+            "detection": None if self.detection is None else {
+                **vars(self.detection), "background": [self.model.class_names[i] if self.model.class_names
+                                                       else str(i) for i in self.background]},
             **self._describe_frontend(),
         }
 
@@ -206,8 +239,19 @@ class _RawStream:
             # s(0) in front, so a row that completed no frame (index 0) keeps its state.
             with_initial = tf.concat([initial[i][:, tf.newaxis], states], axis=1)
             finals.append(tf.gather(with_initial, frames_done, axis=1, batch_dims=1))
-        outputs = self.model.head.per_step(sequences[-1])
-        return {self.output_name: tf.cast(outputs, tf.float32)}, tf.stack(finals, axis=1)
+        outputs = tf.cast(self.model.head.per_step(sequences[-1]), tf.float32)
+        return {self.output_name: outputs}, tf.stack(finals, axis=1)
+
+    def _detect(self, outputs, frame_mask, state):
+        """Detection outputs and state (empty without `detection`)."""
+        if self.detection is None:
+            return {}
+        names = detection_state_spec(self.detection, frame_ms=self.frame_ms, num_classes=self.model.num_classes)
+        detected, new_state = detect_in_graph(
+            outputs[self.output_name], frame_mask, {name: state[name] for name in names},
+            settings=self.detection, frame_ms=self.frame_ms, background=self.background,
+        )
+        return {**detected, **new_state}
 
 
 class _KeywordFunction:
@@ -232,8 +276,8 @@ class AudioRawStream(_RawStream):
 
     input_name = "waveform"
 
-    def __init__(self, model):
-        super().__init__(model)
+    def __init__(self, model, **options):
+        super().__init__(model, **options)
         frontend = self.frontend
         if frontend.center and frontend.pad_mode != "constant":
             # Reflection at the start needs samples n_fft // 2 ahead; not supported.
@@ -247,6 +291,10 @@ class AudioRawStream(_RawStream):
         self.half = frontend.n_fft // 2 if frontend.center else 0
         self.sample_rate = frontend.sample_rate
         self.floor_db = float(10.0 * np.log10(frontend.amin)) if frontend.floors_by_peak else None
+
+    @property
+    def frame_ms(self) -> float:
+        return 1000.0 * self.hop / self.sample_rate
 
     @property
     def flush_samples(self) -> int:
@@ -312,6 +360,7 @@ class AudioRawStream(_RawStream):
         else:
             features = self.frontend.features_of_mel(mel)
         outputs, recurrent = self._recur(features, state["state"], done)
+        new_state.update(self._detect(outputs, valid, state))
         keep = tf.shape(signal)[1] - (self.n_fft - 1)
         centre = index * self.hop + (0 if self.frontend.center else self.n_fft // 2)
         return {
@@ -321,8 +370,8 @@ class AudioRawStream(_RawStream):
             "frame_times": tf.cast(tf.cast(centre, tf.float64) / self.sample_rate, tf.float32),
             "pending_samples": signal[:, keep:],
             "samples_seen": seen + chunk,
-            **new_state,
             "state": recurrent,
+            **new_state,
         }
 
 
@@ -336,11 +385,13 @@ class VideoRawStream(_RawStream):
 
     input_name = "frames"
 
-    def __init__(self, model, *, fps: float | None = None):
-        super().__init__(model)
+    def __init__(self, model, *, fps: float | None = None, **options):
         if fps is not None and not fps > 0:
             raise invalid_argument("fps", fps, "a positive number or None")
+        if options.get("detection") is not None and fps is None:
+            raise invalid_argument("fps", fps, "a positive number when detection is on (its times are in ms)")
         self.fps = None if fps is None else float(fps)
+        super().__init__(model, **options)
         shape = tuple(model.raw_input_shape)
         if len(shape) != 4 or any(d is None for d in shape[1:]):
             raise invalid_argument("model.raw_input_shape", shape, "(None, height, width, channels) for streaming")
@@ -355,6 +406,10 @@ class VideoRawStream(_RawStream):
             "frames_seen": tf.TensorSpec([None], tf.int64, name="frames_seen"),
         }
 
+    @property
+    def frame_ms(self) -> float:
+        return 1000.0 / self.fps
+
     def _describe_frontend(self):
         return {"kind": "video", "fps": self.fps, "frame_shape": list(self.frame_shape)}
 
@@ -367,14 +422,17 @@ class VideoRawStream(_RawStream):
         batch = tf.shape(frames)[0]
         count = tf.cast(tf.shape(frames)[1], tf.int64)
         outputs, recurrent = self._recur(features, state["state"], tf.fill([batch], count))
+        mask = tf.ones([batch, tf.cast(count, tf.int32)], tf.bool)
+        detected = self._detect(outputs, mask, state)
         index = seen[:, tf.newaxis] + tf.range(count, dtype=tf.int64)[tf.newaxis]
         times = tf.cast(index, tf.float32) / (self.fps or 1.0)
         return {
             **outputs,
-            "frame_mask": tf.ones(tf.shape(index), tf.bool),
+            "frame_mask": mask,
             "frame_index": index,
             "frame_times": times,
             "previous_frame": frames[:, -1],
             "frames_seen": seen + count,
             "state": recurrent,
+            **detected,
         }

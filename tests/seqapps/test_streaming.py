@@ -274,3 +274,34 @@ def test_real_video(shared_data):
     stream = raw_stream(model)
     got = _run_video(stream, frames, [1, 2, 7, 1, 9])
     np.testing.assert_allclose(got, _whole(model, frames), atol=ATOL)
+
+
+def test_detection_inside_the_stream_equals_the_recognizer():
+    from seqapps.layers.detection import DetectionSettings, Recognizer
+
+    rng = np.random.default_rng(9)
+    model = _audio_model(num_layers=1)
+    model.class_names = ["_silence_", "yes", "no"]
+    n = 16000
+    loud = np.repeat(rng.random(n // 1600) < 0.5, 1600)  # 0.1 s of noise or near-silence
+    signal = (np.where(loud, 0.5, 1e-3) * rng.standard_normal(n))[None].astype(np.float32)
+    # An untrained head hardly changes its mind: centre and sharpen it on these states.
+    states = model.recurrent_states(model.frontend(signal))[-1].numpy()[0]
+    kernel, _ = model.head.get_weights()
+    kernel = 10.0 * kernel / states.std(0)[:, None]
+    model.head.set_weights([kernel, -states.mean(0) @ kernel])
+    plain, _, _ = _run(raw_stream(model), signal, [n])
+    threshold = 0.8
+    settings = DetectionSettings(average_window_ms=60, threshold=threshold, suppression_ms=40, minimum_count=3)
+    stream = raw_stream(model, detection=settings, background=["_silence_"])
+    state, detected, position = stream.initial_state(1), [], 0
+    for size in _random_chunks(n, rng, longest=2000):
+        result = stream.step(signal[:, position:position + size], state)
+        state = {name: result[name].numpy() for name in stream.state_spec()}
+        detected.append(result["detected"].numpy()[0])
+        position += size
+    recognizer = Recognizer(model.class_names, background=["_silence_"], average_window_ms=60,
+                            threshold=threshold, suppression_ms=40, minimum_count=3)
+    events = recognizer.update(plain[0], np.arange(plain.shape[1]) * 10.0) + recognizer.finish()
+    assert len(events) >= 2
+    np.testing.assert_allclose(np.flatnonzero(np.concatenate(detected)) * 0.01, [e.start for e in events])
