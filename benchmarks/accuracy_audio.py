@@ -2,7 +2,7 @@
 
 Held-out accuracy and macro F1 of three models that differ only in the recurrent layer:
 
-  Recurrent  the default of `seqapps train audio`: seqapps.cli.train.build_model with the
+  Recurrent  the default of `seqapps train audio`: seqapps.runs.train.build_model with the
              default settings (LogMelSpectrogram 40 mels -> FeatureNormalization ->
              Dropout 0.1 -> Recurrent(128, tanh) -> mean-pooled softmax head)
   SimpleRNN  the same model, keras.layers.SimpleRNN(128) in place of Recurrent
@@ -68,8 +68,8 @@ from pipelines import sources  # noqa: E402
 from pipelines.audio import audio_dataset  # noqa: E402
 from pipelines.report import BadInputReport  # noqa: E402
 from pipelines.windows import aggregate_clip_predictions  # noqa: E402
-from seqapps.cli.settings import AUDIO_EXTENSIONS, resolve_settings  # noqa: E402
-from seqapps.cli.train import build_model  # noqa: E402
+from seqapps.runs.settings import AUDIO_EXTENSIONS, resolve_settings  # noqa: E402
+from seqapps.runs.train import build_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 REAL_DATA = ROOT.parent / "shared" / "data" / "audio" / "speech_music_silence"

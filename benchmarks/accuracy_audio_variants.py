@@ -44,7 +44,7 @@ import keras  # noqa: E402
 from benchmarks.accuracy_audio import OUT, _merged, compare, window_features  # noqa: E402
 from benchmarks.espeak_digits import INSTALL_HINT, espeak_available, generate_digits  # noqa: E402
 from pipelines import sources  # noqa: E402
-from seqapps.cli.settings import resolve_settings  # noqa: E402
+from seqapps.runs.settings import resolve_settings  # noqa: E402
 
 DEFAULT = "Recurrent (default)"
 # name -> changes to the default settings (sections "data", "model", "training").

@@ -590,7 +590,9 @@ def export_run(
     Example (shell): ``seqapps export runs/kws --name kws`` calls
     ``export_run("runs/kws", name="kws")`` and prints the returned folder.
     """
-    import keras  # the classes model.keras names were registered when seqapps was imported
+    import keras
+
+    import seqapps.tasks  # noqa: F401  (registers the classes model.keras names)
 
     run_dir = Path(run_dir)
     model_path = run_dir / "model.keras"

@@ -11,8 +11,8 @@ import json
 import os
 import sys
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Only the standard library at import time: `seqapps --help` and usage errors never
+# load TensorFlow. Every command imports what it needs inside its handler.
 
 EXAMPLES = {
     "train": "seqapps train audio data/words --run-dir runs/words --epochs 20",
@@ -26,7 +26,7 @@ EXAMPLES = {
 
 def _train(args) -> int:
     from seqapps import distribute
-    from seqapps.cli.train import train_run
+    from seqapps.runs.train import train_run
 
     strategy = distribute.make_strategy(
         args.strategy, collective_timeout_seconds=args.collective_timeout, heartbeat_timeout_seconds=args.heartbeat_timeout,
@@ -54,7 +54,7 @@ def _train(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from seqapps.cli.evaluate import evaluate_run
+    from seqapps.runs.evaluate import evaluate_run
 
     metrics = evaluate_run(args.run_dir, data_dir=args.data_dir, manifest=args.manifest, strict=args.strict)
     if args.json:
@@ -76,7 +76,7 @@ def _evaluate(args) -> int:
 
 
 def _predict(args) -> int:
-    from seqapps.cli.evaluate import predict_files
+    from seqapps.runs.evaluate import predict_files
 
     failures = 0
     for result in predict_files(args.model, args.files, windows=args.windows):
@@ -103,7 +103,7 @@ def _export(args) -> int:
 
 
 def _diagnose(args) -> int:
-    from seqapps.cli.diagnose import diagnose_run
+    from seqapps.runs.diagnose import diagnose_run
 
     summary = diagnose_run(args.run_dir, config_file=args.config, data_dir=args.data, out_dir=args.out)
     print(json.dumps(summary, indent=2))
@@ -111,7 +111,7 @@ def _diagnose(args) -> int:
 
 
 def _demo(args) -> int:
-    from seqapps.cli.demo import run_demo
+    from seqapps.runs.demo import run_demo
 
     run_demo(args.out, epochs=args.epochs)
     return 0
@@ -142,12 +142,17 @@ def build_parser() -> argparse.ArgumentParser:
         prog="seqapps", description="Learn from audio and video sequences with a plain recurrent layer.",
         epilog="examples:\n  " + "\n  ".join(EXAMPLES.values()), formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--verbose", action="store_true",
+                        help="show TensorFlow's own start-up and log lines on stderr")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name, help_text):
         sub = commands.add_parser(name, help=help_text, description=help_text,
                                   epilog=f"example:\n  {EXAMPLES[name]}",
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+        # SUPPRESS: an absent sub-command flag must not reset `seqapps --verbose CMD`.
+        sub.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
+                         help="show TensorFlow's own start-up and log lines on stderr")
         return sub
 
     train = command("train", "train a classifier or regressor on a folder or manifest of media files")
@@ -208,13 +213,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_paths(args) -> str | None:
+    """Cheap checks of the paths a command reads, before any heavy import (same words as
+    the library's own errors, which still check everything else)."""
+    data_dir = getattr(args, "data_dir", None)
+    if data_dir is not None and not os.path.isdir(data_dir):
+        state = "is not a folder" if os.path.exists(data_dir) else "does not exist"
+        return f"data folder {data_dir} {state}"
+    manifest = getattr(args, "manifest", None)
+    if manifest is not None and not os.path.isfile(manifest):
+        return f"manifest {manifest} does not exist or is not a file"
+    if args.command in ("train", "evaluate") and data_dir is None and manifest is None:
+        return "give DATA_DIR or --manifest CSV"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     from seqapps.errors import SeqappsError
 
     args = build_parser().parse_args(argv)
-    if args.command in ("train", "evaluate") and args.data_dir is None and args.manifest is None:
-        print(f"seqapps {args.command}: error: give DATA_DIR or --manifest CSV", file=sys.stderr)
+    problem = _check_paths(args)
+    if problem:
+        print(f"seqapps {args.command}: error: {problem}", file=sys.stderr)
         return 2
+    if not args.verbose:
+        from seqapps.cli.logs import import_tensorflow_quietly
+
+        import_tensorflow_quietly()
     try:
         return args.run(args)
     except (SeqappsError, FileNotFoundError, NotADirectoryError) as err:

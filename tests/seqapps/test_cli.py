@@ -199,3 +199,29 @@ def test_regression_train_evaluate_predict(audio_set, tmp_path):
     assert {"mae", "rmse", "r2", "n"} <= set(metrics) and metrics["n"] == len(rows)
     predicted = _run("predict", run_dir, folder / rows[0]["path"]).stdout.strip().split("\t")
     assert len(predicted) == 2 and float(predicted[1]) == float(predicted[1])  # a finite number
+
+
+def test_help_and_usage_errors_import_no_tensorflow():
+    # `seqapps --help` and a usage error must answer without loading TensorFlow.
+    code = ("import sys; from seqapps.cli import main\n"
+            "try:\n    main(['train', 'audio', '/no/such/folder', '--run-dir', 'x'])\n"
+            "except SystemExit:\n    pass\n"
+            "print('tensorflow' in sys.modules, 'keras' in sys.modules, 'librosa' in sys.modules)")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert result.stdout.split() == ["False", "False", "False"], result.stdout + result.stderr
+    assert result.stderr.strip() == "seqapps train: error: data folder /no/such/folder does not exist"
+
+
+def test_commands_print_no_tensorflow_start_up_logs(tmp_path):
+    config = tmp_path / "untrained.json"
+    config.write_text(json.dumps({"kind": "audio", "num_classes": 2, "model": {"units": 4}}))
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    command = [sys.executable, "-m", "seqapps", "diagnose", "--config", str(config), "--out", str(tmp_path / "d")]
+    quiet = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert quiet.returncode == 0, quiet.stderr[-2000:]
+    assert quiet.stderr == ""
+    loud = subprocess.run([*command[:3], "--verbose", *command[3:]], capture_output=True, text=True, env=env,
+                          timeout=600)
+    assert loud.returncode == 0 and loud.stderr != ""  # TensorFlow's own lines, on request

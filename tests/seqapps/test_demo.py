@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from seqapps.cli.demo import run_demo
 from seqapps.export import load_exported
+from seqapps.runs.demo import run_demo
 
 
 def test_demo_trains_evaluates_and_exports_both_kinds(tmp_path, capsys):

@@ -289,7 +289,7 @@ def test_two_workers_on_localhost_train_through_the_cli(audio_set, tmp_path):
         assert process.returncode == 0, err[-3000:]
     assert "test: accuracy=" in outputs[0][0] or "validation: accuracy=" in outputs[0][0]
     assert "MultiWorkerMirroredStrategy: 2 replica(s) (worker 1)" in outputs[1][0]
-    from seqapps.cli.train import load_run
+    from seqapps.runs.train import load_run
 
     model, config = load_run(run_dir)
     assert config["kind"] == "audio" and model.num_classes == 5

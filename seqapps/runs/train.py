@@ -23,8 +23,8 @@ from pipelines import sources
 from pipelines.report import BadInputReport
 from seqapps import distribute
 from seqapps.atomic import atomic_path, write_json
-from seqapps.cli import data as cli_data
-from seqapps.cli.settings import resolve_settings
+from seqapps.runs import data as run_data
+from seqapps.runs.settings import resolve_settings
 from seqapps.errors import ConfigError
 from seqapps.evaluation import (
     classification_metrics,
@@ -56,7 +56,7 @@ def _load_or_make_split(run_dir: Path, source, training: dict, write_dir: Path |
 
 
 def build_model(kind: str, task: str, settings: dict, source):
-    frontend, input_shape = cli_data.make_frontend(kind, settings["data"])
+    frontend, input_shape = run_data.make_frontend(kind, settings["data"])
     model_settings = dict(settings["model"])
     spec_augment = model_settings.pop("spec_augment")
     if spec_augment is not None:
@@ -72,12 +72,12 @@ def build_model(kind: str, task: str, settings: dict, source):
 
 def evaluate_split(model, kind, source, indices, *, settings, run_dir, report) -> dict:
     """Clip-level metrics of `model` on examples `indices` of `source`."""
-    dataset = cli_data.make_dataset(
+    dataset = run_data.make_dataset(
         kind, source, indices, data=settings["data"], frontend=model.frontend,
         batch_size=settings["training"]["batch_size"], shuffle=False, seed=0,
         cache_dir=run_dir / "cache", report=report, with_clip_index=True,
     )
-    _, predictions, targets = cli_data.clip_predictions(model, dataset)
+    _, predictions, targets = run_data.clip_predictions(model, dataset)
     if source.task == "classify":
         return classification_metrics(targets, predictions, source.class_names)
     return regression_metrics(targets, predictions)
@@ -106,7 +106,7 @@ def train_run(kind: str, *, run_dir, data_dir=None, manifest=None, task="classif
     )
 
     report = BadInputReport(strict=strict)
-    source = cli_data.load_source(kind, data_dir=data_dir, manifest=manifest, task=task,
+    source = run_data.load_source(kind, data_dir=data_dir, manifest=manifest, task=task,
                                   target_columns=target_columns, report=report)
     if distribute.is_chief(strategy):
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -132,8 +132,8 @@ def _train_and_evaluate(kind, source, split, *, settings, strategy, run_dir, out
     cache = out_dir / "cache"
     make = dict(data=settings["data"], frontend=model.frontend, batch_size=batch_size,
                 cache_dir=cache, report=report)
-    train_ds = cli_data.make_dataset(kind, source, split["train"], shuffle=True, seed=training["seed"], **make)
-    val_ds = cli_data.make_dataset(kind, source, split["val"], shuffle=False, seed=0, **make)
+    train_ds = run_data.make_dataset(kind, source, split["train"], shuffle=True, seed=training["seed"], **make)
+    val_ds = run_data.make_dataset(kind, source, split["val"], shuffle=False, seed=0, **make)
     model.adapt(train_ds, steps=50)
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         # Every worker builds the same seeded pipeline and keeps its share of each global
@@ -144,7 +144,7 @@ def _train_and_evaluate(kind, source, split, *, settings, strategy, run_dir, out
     if training["class_weight"] == "balanced" and source.task == "classify":
         class_weight = balanced_class_weight(source.labels_as_ids()[split["train"]], len(source.class_names))
     config = {"kind": kind, "task": source.task, "settings": settings,
-              "preprocessing": cli_data.preprocessing_config(kind, settings["data"])}
+              "preprocessing": run_data.preprocessing_config(kind, settings["data"])}
     write_json(out_dir / "config.json", config)
     if source.task == "classify":
         write_json(out_dir / "labels.json", source.class_names)

@@ -40,7 +40,7 @@ def run_demo(out, *, epochs: int | None = None, base_dir: str = "saved_models", 
     """
     from pipelines.synthetic_audio import write_synthetic_audio
     from pipelines.synthetic_video import write_synthetic_video
-    from seqapps.cli.train import train_run
+    from seqapps.runs.train import train_run
 
     out = Path(out)
     data = {"audio": out / "data" / "audio", "video": out / "data" / "video"}

@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from pipelines import sources
 from pipelines.report import BadInputReport
-from seqapps.cli.settings import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS
+from seqapps.runs.settings import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS
 from seqapps.errors import ConfigError
 
 

@@ -14,8 +14,8 @@ import numpy as np
 
 from pipelines import sources
 from pipelines.report import BadInputReport
-from seqapps.cli import data as cli_data
-from seqapps.cli.settings import resolve_settings
+from seqapps.runs import data as run_data
+from seqapps.runs.settings import resolve_settings
 from seqapps.errors import ConfigError
 
 
@@ -39,7 +39,7 @@ def _random_batch(model, *, batch: int = 16, seed: int = 0):
 def diagnose_run(run_dir=None, *, config_file=None, data_dir=None, out_dir="diagnose_out",
                  batch_size: int = 32) -> dict:
     """Write gradient_report.json and gradient_norms.png; return the per-layer summaries."""
-    from seqapps.cli.train import build_model, load_run
+    from seqapps.runs.train import build_model, load_run
     from seqapps.diagnostics import diagnose
 
     if (run_dir is None) == (config_file is None):
@@ -49,12 +49,12 @@ def diagnose_run(run_dir=None, *, config_file=None, data_dir=None, out_dir="diag
         model, config = load_run(run_dir)
         kind, settings = config["kind"], config["settings"]
         if data_dir is not None:
-            source = cli_data.load_source(kind, data_dir=data_dir, task=config["task"], report=report)
+            source = run_data.load_source(kind, data_dir=data_dir, task=config["task"], report=report)
         else:
             source = sources.read_split(Path(run_dir) / "split.csv")
             source = source.subset([i for i, e in enumerate(source.examples) if e.split == "val"])
         if config["task"] == "classify":
-            source = cli_data.with_model_classes(source, model.class_names)
+            source = run_data.with_model_classes(source, model.class_names)
         cache = Path(run_dir) / "cache"
     else:
         raw = json.loads(Path(config_file).read_text()) if Path(config_file).is_file() else None
@@ -64,7 +64,7 @@ def diagnose_run(run_dir=None, *, config_file=None, data_dir=None, out_dir="diag
         settings = resolve_settings(kind, overrides=raw)
         source = None
         if data_dir is not None:
-            source = cli_data.load_source(kind, data_dir=data_dir, report=report)
+            source = run_data.load_source(kind, data_dir=data_dir, report=report)
         names = source.class_names if source else [f"class_{i}" for i in range(num_classes)]
         model = build_model(kind, "classify", settings, sources.DataSource([], names, None, "classify"))
         model.compile()
@@ -72,7 +72,7 @@ def diagnose_run(run_dir=None, *, config_file=None, data_dir=None, out_dir="diag
     if source is None:
         x, y = _random_batch(model)
     else:
-        dataset = cli_data.make_dataset(kind, source, None, data=settings["data"], frontend=model.frontend,
+        dataset = run_data.make_dataset(kind, source, None, data=settings["data"], frontend=model.frontend,
                                         batch_size=batch_size, shuffle=True, seed=0, cache_dir=cache,
                                         report=report)
         x, y = _first_batch(dataset)

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.report import BadInputReport
-from seqapps.cli import data as cli_data
-from seqapps.cli.train import evaluate_split, load_run
+from seqapps.runs import data as run_data
+from seqapps.runs.train import evaluate_split, load_run
 from seqapps.errors import BadMediaError, ConfigError
 
 
@@ -17,11 +17,11 @@ def evaluate_run(run_dir, *, data_dir=None, manifest=None, strict=False) -> dict
     model, config = load_run(run_dir)
     kind, settings = config["kind"], config["settings"]
     report = BadInputReport(strict=strict)
-    source = cli_data.load_source(kind, data_dir=data_dir, manifest=manifest, task=config["task"],
+    source = run_data.load_source(kind, data_dir=data_dir, manifest=manifest, task=config["task"],
                                   target_columns=getattr(model, "target_names", None) if manifest and config["task"] == "regress" else None,
                                   report=report)
     if config["task"] == "classify":
-        source = cli_data.with_model_classes(source, model.class_names)
+        source = run_data.with_model_classes(source, model.class_names)
     metrics = evaluate_split(model, kind, source, list(range(len(source.examples))), settings=settings,
                              run_dir=Path(run_dir) / "eval", report=report)
     metrics["skipped_files"] = report.skipped
@@ -43,10 +43,10 @@ class _RunPredictor:
             # As in training: frame features over the whole clip (motion needs the frame
             # before each window), then windows of features.
             features = self.model.frontend(raw[np.newaxis], training=False).numpy()[0]
-            windows, mask = cli_data.window_raw(features, length=self.length, shift=self.shift)
+            windows, mask = run_data.window_raw(features, length=self.length, shift=self.shift)
             inputs = {"features": windows, "mask": mask}
         else:
-            windows, mask = cli_data.window_raw(raw, length=self.length, shift=self.shift)
+            windows, mask = run_data.window_raw(raw, length=self.length, shift=self.shift)
             inputs = {"inputs": windows, "mask": mask}
         if len(windows) == 0:
             raise ValueError("too short for one window")
@@ -92,7 +92,7 @@ def predict_files(model_path, files, *, windows=False):
     class_names = getattr(getattr(predictor, "model", None), "class_names", None) or getattr(predictor, "labels", None)
     for file in files:
         try:
-            raw = cli_data.decode_file(predictor.kind, file, predictor.data)
+            raw = run_data.decode_file(predictor.kind, file, predictor.data)
             values, per_window = predictor(raw)
         except (BadMediaError, ValueError) as err:
             yield {"file": str(file), "error": str(err)}
