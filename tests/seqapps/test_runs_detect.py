@@ -11,7 +11,7 @@ import soundfile
 from seqapps.errors import BadMediaError, ConfigError
 from seqapps.layers import LogMelSpectrogram
 from seqapps.layers.detection import DetectionSettings, Recognizer
-from seqapps.runs_streaming import detect_file, evaluate_streaming, listen, load_streaming_model
+from seqapps.runs.detect import detect_file, evaluate_streaming, listen, load_streaming_model
 from seqapps.tasks import SequenceClassifier
 
 RATE = 16000
@@ -142,3 +142,51 @@ def test_errors_name_the_file(run_dir, tmp_path):
         detect_file(load_streaming_model(run_dir), tmp_path / "text.wav")
     with pytest.raises(ConfigError, match="neither a run folder"):
         load_streaming_model(tmp_path)
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def test_cli_detect_json_and_text(run_dir, tmp_path, capsys):
+    from seqapps.cli import main
+
+    _long_recording(tmp_path / "long.wav", seconds=8, bursts=[1.0, 5.0])
+    options = ["--threshold", "0.8", "--window-ms", "200", "--suppression-ms", "300"]
+    assert main(["detect", str(run_dir), str(tmp_path / "long.wav"), "--json", *options]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    events = [json.loads(line) for line in lines]  # stdout is JSON only
+    assert [e["label"] for e in events] == ["burst", "burst"]
+    assert set(events[0]) == {"file", "label", "start", "end", "score"}
+    assert main(["detect", str(run_dir), str(tmp_path / "long.wav"), str(tmp_path / "missing.wav"), *options]) == 1
+    out = capsys.readouterr().out
+    assert "events in 8.0 s" in out and "missing.wav\terror: file not found" in out
+
+
+def test_cli_evaluate_streaming(run_dir, tmp_path, capsys):
+    from seqapps.cli import main
+
+    _long_recording(tmp_path / "a.wav", seconds=6, bursts=[2.0])
+    (tmp_path / "events.csv").write_text("path,label,start,end\na.wav,burst,2.0,2.4\n")
+    argv = ["evaluate", str(run_dir), "--streaming", str(tmp_path / "events.csv"), "--threshold", "0.8",
+            "--window-ms", "200", "--json"]
+    assert main(argv) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert (metrics["matched"], metrics["false"], metrics["miss_rate"]) == (1, 0, 0.0)
+    assert main(["evaluate", str(run_dir), "--streaming", str(tmp_path / "none.csv")]) == 2
+    assert "events CSV" in capsys.readouterr().err
+
+
+def test_cli_listen_through_sounddevice(run_dir, tmp_path, capsys, monkeypatch):
+    import sys
+    import types
+
+    from seqapps.cli import main
+
+    signal = _long_recording(tmp_path / "mic.wav", seconds=4, bursts=[1.0])
+    fake = types.ModuleType("sounddevice")
+    fake.InputStream = lambda **settings: _FakeMicrophone(signal, **settings)
+    monkeypatch.setitem(sys.modules, "sounddevice", fake)
+    assert main(["listen", str(run_dir), "--seconds", "4", "--threshold", "0.8", "--window-ms", "200"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    label, start, _end, _score = lines[0].split("\t")
+    assert len(lines) == 1 and label == "burst" and 1.0 <= float(start) <= 1.2
