@@ -12,6 +12,7 @@ import json
 import librosa
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from seqapps.layers import (
     MFCC,
@@ -130,6 +131,8 @@ def test_running_top_db_floor_matches_librosa():
     quiet_then_loud = np.concatenate([1e-4 * rng.standard_normal(n // 2), rng.standard_normal(n // 2)])
     signal = quiet_then_loud[None].astype(np.float32)
     got, _, _ = _run(stream, signal, _random_chunks(n, rng, longest=900))
+    at_once, _, _ = _run(stream, signal, [n])  # 49 frames in one call: the running max across blocks
+    np.testing.assert_allclose(at_once, got, atol=ATOL)
     mel = librosa.feature.melspectrogram(y=signal[0], sr=16000, n_fft=512, hop_length=160, n_mels=12,
                                          center=True, pad_mode="constant")
     db = librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=None).T  # [frames, mels]
@@ -305,3 +308,11 @@ def test_detection_inside_the_stream_equals_the_recognizer():
     events = recognizer.update(plain[0], np.arange(plain.shape[1]) * 10.0) + recognizer.finish()
     assert len(events) >= 2
     np.testing.assert_allclose(np.flatnonzero(np.concatenate(detected)) * 0.01, [e.start for e in events])
+
+
+@pytest.mark.parametrize("length", [0, 1, 31, 32, 33, 100, 1025])
+def test_running_maximum(length):
+    from seqapps.layers.streaming import _prefix_max
+
+    values = np.random.default_rng(length).standard_normal((3, length)).astype(np.float32)
+    np.testing.assert_array_equal(_prefix_max(tf.constant(values)).numpy(), np.maximum.accumulate(values, axis=1))
