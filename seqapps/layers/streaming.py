@@ -345,6 +345,20 @@ class AudioRawStream(_RawStream):
             return np.maximum((padded - self.n_fft) // self.hop + 1, 0)
         return tf.maximum(tf.math.floordiv(padded - self.n_fft, self.hop) + 1, 0)
 
+    def _frames_aligned(self, signal, offset, count):
+        # Every row's first new frame at the same place (rows started together): one slice
+        # and tf.signal.frame, several times faster than gathering every frame's samples.
+        start = tf.reduce_max(tf.concat([offset, tf.zeros([1], tf.int64)], 0))
+        length = tf.maximum(count - 1, 0) * self.hop + self.n_fft
+        frames = tf.signal.frame(signal[:, start:start + length], self.n_fft, self.hop, pad_end=False)
+        return frames[:, :count]
+
+    def _frames_gathered(self, signal, offset, count, valid):
+        starts = offset[:, tf.newaxis] + tf.range(count, dtype=tf.int64)[tf.newaxis] * self.hop
+        starts = tf.where(valid, starts, 0)  # a row completing fewer frames reads dummy ones
+        positions = starts[:, :, tf.newaxis] + tf.range(self.n_fft, dtype=tf.int64)
+        return tf.gather(signal, positions, axis=1, batch_dims=1)
+
     def _step(self, waveform, state, reset):
         state = self._reset(state, reset)
         seen = state["samples_seen"]
@@ -356,10 +370,12 @@ class AudioRawStream(_RawStream):
         offsets = tf.range(count, dtype=tf.int64)[tf.newaxis]
         valid = offsets < done[:, tf.newaxis]
         index = first[:, tf.newaxis] + offsets
-        start = index * self.hop - (seen + self.half - (self.n_fft - 1))[:, tf.newaxis]
-        start = tf.where(valid, start, 0)
-        positions = start[:, :, tf.newaxis] + tf.range(self.n_fft, dtype=tf.int64)
-        frames = tf.gather(signal, positions, axis=1, batch_dims=1)  # [batch, count, n_fft]
+        offset = first * self.hop - (seen + self.half - (self.n_fft - 1))  # row's first frame in `signal`
+        frames = tf.cond(
+            tf.reduce_all(offset == offset[:1]),
+            lambda: self._frames_aligned(signal, offset, count),
+            lambda: self._frames_gathered(signal, offset, count, valid),
+        )  # [batch, count, n_fft]
         mel = self.frontend.mel_of_frames(frames)
         new_state = {}
         if self.floor_db is not None:
