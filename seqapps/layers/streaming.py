@@ -65,7 +65,7 @@ from seqapps.layers.detection import (
     detection_state_spec,
 )
 
-__all__ = ["AudioRawStream", "VideoRawStream", "raw_stream"]
+__all__ = ["AudioRawStream", "raw_stream"]
 
 _VIDEO_LAYERS = (
     _video.FramePixels,
@@ -78,7 +78,7 @@ _VIDEO_LAYERS = (
 
 
 def raw_stream(model, *, fps: float | None = None, detection: DetectionSettings | None = None,
-               background: list[str] | tuple[str, ...] = ()):
+               background: list[str] | tuple[str, ...] = (), window_frames: int | str | None = "auto"):
     """The raw streaming step of a seqapps task model (audio or video frontend).
 
     Args:
@@ -89,12 +89,19 @@ def raw_stream(model, *, fps: float | None = None, detection: DetectionSettings 
             (seqapps.layers.detection.detect_in_graph); adds its state and the outputs
             ``detected``, ``detected_label``, ``detected_score`` [batch, frames].
         background: class names that fire but are never reported (with `detection`).
+        window_frames: the frames each output pools. None: the head on each frame's
+            state (as the ``stream`` signature). An integer W: the head on the mean of
+            the last W states (fewer at the start), i.e. what a mean-pooled model
+            predicts for the window ending at each frame. "auto": the model's training
+            window for a mean-pooled audio model (1 + window_samples // hop), else None.
     """
     frontend = getattr(model, "frontend", None)
-    options = {"detection": detection, "background": background}
+    options = {"detection": detection, "background": background, "window_frames": window_frames}
     if isinstance(frontend, _MelBase):
         return AudioRawStream(model, **options)
     if isinstance(frontend, _VIDEO_LAYERS):
+        from seqapps.layers.streaming_video import VideoRawStream
+
         return VideoRawStream(model, fps=fps, **options)
     raise invalid_argument(
         "model.frontend", type(frontend).__name__,
@@ -124,7 +131,8 @@ class _RawStream:
 
     input_name: str
 
-    def __init__(self, model, *, detection: DetectionSettings | None = None, background=()):
+    def __init__(self, model, *, detection: DetectionSettings | None = None, background=(),
+                 window_frames: int | str | None = None):
         for attribute in ("recurrent_states", "head", "num_layers", "units"):
             if not hasattr(model, attribute):
                 raise invalid_argument("model", type(model).__name__, "a seqapps SequenceClassifier or SequenceRegressor")
@@ -140,13 +148,25 @@ class _RawStream:
         if unknown:
             raise invalid_argument("background", list(background), f"class names among {labels}")
         self.background = [labels.index(name) for name in background]
+        if window_frames == "auto":
+            window_frames = self._training_window() if getattr(model, "pooling", None) == "mean" else None
+        if window_frames is not None and (isinstance(window_frames, bool) or not isinstance(window_frames, int)
+                                          or window_frames < 1):
+            raise invalid_argument("window_frames", window_frames, 'a positive integer, None or "auto"')
+        self.window_frames = window_frames
         self._function = None
+
+    def _training_window(self):
+        return None
 
     # ---------------------------------------------------------------- description
     def state_spec(self) -> dict[str, tf.TensorSpec]:
         """Name -> TensorSpec (batch first, None) of every state tensor."""
         specs = self._frontend_state_spec()
         specs["state"] = tf.TensorSpec([None, self.model.num_layers, self.model.units], tf.float32, name="state")
+        if self.window_frames and self.window_frames > 1:
+            specs["window_states"] = tf.TensorSpec([None, self.window_frames - 1, self.model.units], tf.float32,
+                                                   name="window_states")
         if self.detection is not None:
             specs.update(detection_state_spec(self.detection, frame_ms=self.frame_ms,
                                               num_classes=self.model.num_classes))
@@ -233,18 +253,32 @@ class _RawStream:
             out[name] = tf.where(row, fresh, value)
         return out
 
-    def _recur(self, features, state, frames_done):
-        """Recurrent states and outputs over the new frames; final state taken at each
-        row's last completed frame (a row completing none keeps its state)."""
-        initial = [state[:, i] for i in range(self.model.num_layers)]
+    def _recur(self, features, state, frames_done, frames_before):
+        """(outputs, new state) over the new frames: the recurrent states taken at each
+        row's last completed frame (a row completing none keeps its state), and with
+        `window_frames` the last states kept for the next windows."""
+        initial = [state["state"][:, i] for i in range(self.model.num_layers)]
         sequences = self.model.recurrent_states(features, initial_states=initial, training=False)
         finals = []
         for i, states in enumerate(sequences):
             # s(0) in front, so a row that completed no frame (index 0) keeps its state.
             with_initial = tf.concat([initial[i][:, tf.newaxis], states], axis=1)
             finals.append(tf.gather(with_initial, frames_done, axis=1, batch_dims=1))
-        outputs = tf.cast(self.model.head.per_step(sequences[-1]), tf.float32)
-        return {self.output_name: outputs}, tf.stack(finals, axis=1)
+        new_state = {"state": tf.stack(finals, axis=1)}
+        pooled = sequences[-1]
+        if self.window_frames and self.window_frames > 1:
+            width = self.window_frames
+            combined = tf.concat([state["window_states"], pooled], axis=1)  # [b, width - 1 + frames, units]
+            totals = tf.pad(tf.cumsum(combined, axis=1), [[0, 0], [1, 0], [0, 0]])
+            frames = tf.shape(pooled)[1]
+            sums = totals[:, width:] - totals[:, :frames]  # the window ending at each new frame
+            position = frames_before[:, tf.newaxis] + tf.range(1, tf.cast(frames, tf.int64) + 1, dtype=tf.int64)
+            count = tf.cast(tf.minimum(position, width), sums.dtype)  # before the start: zeros, not states
+            pooled = sums / count[..., tf.newaxis]
+            new_state["window_states"] = tf.gather(
+                combined, frames_done[:, tf.newaxis] + tf.range(width - 1, dtype=tf.int64), axis=1, batch_dims=1)
+        outputs = tf.cast(self.model.head.per_step(pooled), tf.float32)
+        return {self.output_name: outputs}, new_state
 
     def _detect(self, outputs, frame_mask, state):
         """Detection outputs and state (empty without `detection`)."""
@@ -306,6 +340,10 @@ class AudioRawStream(_RawStream):
     def frame_ms(self) -> float:
         return 1000.0 * self.hop / self.sample_rate
 
+    def _training_window(self):
+        samples = self.model.raw_input_shape[0] if self.model.raw_input_shape else None
+        return None if samples is None else int(self.frontend.compute_output_shape((None, samples))[1])
+
     @property
     def flush_samples(self) -> int:
         """Zeros to send after the last chunk to get the frames of the end padding."""
@@ -336,6 +374,7 @@ class AudioRawStream(_RawStream):
             "lookahead_samples": self.n_fft - self.half - 1,
             "flush_samples": self.flush_samples,
             "normalisation": "running peak for the top_db floor" if self.floor_db is not None else "fixed",
+            "window_frames": self.window_frames,
         }
 
     def frames_completed(self, samples):
@@ -385,7 +424,8 @@ class AudioRawStream(_RawStream):
             new_state["peak_db"] = tf.maximum(state["peak_db"], tf.reduce_max(frame_peak, axis=1))
         else:
             features = self.frontend.features_of_mel(mel)
-        outputs, recurrent = self._recur(features, state["state"], done)
+        outputs, recurrent = self._recur(features, state, done, first)
+        new_state.update(recurrent)
         new_state.update(self._detect(outputs, valid, state))
         keep = tf.shape(signal)[1] - (self.n_fft - 1)
         centre = index * self.hop + (0 if self.frontend.center else self.n_fft // 2)
@@ -396,69 +436,5 @@ class AudioRawStream(_RawStream):
             "frame_times": tf.cast(tf.cast(centre, tf.float64) / self.sample_rate, tf.float32),
             "pending_samples": signal[:, keep:],
             "samples_seen": seen + chunk,
-            "state": recurrent,
             **new_state,
-        }
-
-
-class VideoRawStream(_RawStream):
-    """Streaming step of a model with a frame-feature video frontend (see module doc).
-
-    The frontend runs on the previous frame followed by the chunk and the first output is
-    dropped, so difference and motion features see the frame before the chunk; the first
-    frame of a stream is its own predecessor, as in the frontend (zero difference).
-    """
-
-    input_name = "frames"
-
-    def __init__(self, model, *, fps: float | None = None, **options):
-        if fps is not None and not fps > 0:
-            raise invalid_argument("fps", fps, "a positive number or None")
-        if options.get("detection") is not None and fps is None:
-            raise invalid_argument("fps", fps, "a positive number when detection is on (its times are in ms)")
-        self.fps = None if fps is None else float(fps)
-        super().__init__(model, **options)
-        shape = tuple(model.raw_input_shape)
-        if len(shape) != 4 or any(d is None for d in shape[1:]):
-            raise invalid_argument("model.raw_input_shape", shape, "(None, height, width, channels) for streaming")
-        self.frame_shape = tuple(int(d) for d in shape[1:])
-
-    def input_spec(self):
-        return tf.TensorSpec([None, None, *self.frame_shape], tf.uint8, name="frames")
-
-    def _frontend_state_spec(self):
-        return {
-            "previous_frame": tf.TensorSpec([None, *self.frame_shape], tf.uint8, name="previous_frame"),
-            "frames_seen": tf.TensorSpec([None], tf.int64, name="frames_seen"),
-        }
-
-    @property
-    def frame_ms(self) -> float:
-        return 1000.0 / self.fps
-
-    def _describe_frontend(self):
-        return {"kind": "video", "fps": self.fps, "frame_shape": list(self.frame_shape)}
-
-    def _step(self, frames, state, reset):
-        state = self._reset(state, reset)
-        seen = state["frames_seen"]
-        fresh = (seen == 0)[:, tf.newaxis, tf.newaxis, tf.newaxis]
-        previous = tf.where(fresh, frames[:, 0], state["previous_frame"])
-        features = self.frontend(tf.concat([previous[:, tf.newaxis], frames], axis=1), training=False)[:, 1:]
-        batch = tf.shape(frames)[0]
-        count = tf.cast(tf.shape(frames)[1], tf.int64)
-        outputs, recurrent = self._recur(features, state["state"], tf.fill([batch], count))
-        mask = tf.ones([batch, tf.cast(count, tf.int32)], tf.bool)
-        detected = self._detect(outputs, mask, state)
-        index = seen[:, tf.newaxis] + tf.range(count, dtype=tf.int64)[tf.newaxis]
-        times = tf.cast(index, tf.float32) / (self.fps or 1.0)
-        return {
-            **outputs,
-            "frame_mask": mask,
-            "frame_index": index,
-            "frame_times": times,
-            "previous_frame": frames[:, -1],
-            "frames_seen": seen + count,
-            "state": recurrent,
-            **detected,
         }

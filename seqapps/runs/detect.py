@@ -90,6 +90,7 @@ def load_streaming_model(path: str | Path) -> StreamingModel:
 def _from_run(run_dir: Path) -> StreamingModel:
     import keras
 
+    import seqapps.tasks  # noqa: F401  (registers the classes model.keras names)
     from seqapps.layers.streaming import raw_stream
 
     model = keras.models.load_model(run_dir / "model.keras", compile=False)

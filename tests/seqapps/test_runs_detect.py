@@ -21,7 +21,8 @@ SETTINGS = DetectionSettings(average_window_ms=200, threshold=0.8, suppression_m
 def _loudness_model():
     """A hand-set classifier: "burst" when the frame is loud, "_silence_" otherwise."""
     model = SequenceClassifier(num_classes=2, class_names=["_silence_", "burst"], input_shape=(RATE,), units=2,
-                               frontend=LogMelSpectrogram(sample_rate=RATE, n_mels=16), dropout=0.0)
+                               frontend=LogMelSpectrogram(sample_rate=RATE, n_mels=16), dropout=0.0,
+                               pooling="last")  # last: the stream outputs the head on each frame's state
     model.normalization.mean.assign(np.full(16, -40.0, np.float32))
     model.normalization.variance.assign(np.full(16, 400.0, np.float32))
     layer = model.recurrent_layers[0]

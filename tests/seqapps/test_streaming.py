@@ -23,7 +23,8 @@ from seqapps.layers import (
     FramePixels,
     LogMelSpectrogram,
 )
-from seqapps.layers.streaming import AudioRawStream, VideoRawStream, raw_stream
+from seqapps.layers.streaming import AudioRawStream, raw_stream
+from seqapps.layers.streaming_video import VideoRawStream
 from seqapps.tasks import SequenceClassifier, SequenceRegressor
 
 ATOL = 1e-5
@@ -91,7 +92,7 @@ def _end_padding_frames(n, *, n_fft=512, hop=160):
 def test_random_chunks_equal_the_whole_signal(seed):
     rng = np.random.default_rng(seed)
     model = _audio_model()
-    stream = raw_stream(model)
+    stream = raw_stream(model, window_frames=None)
     n = 7001
     signal = (0.3 * rng.standard_normal((2, n))).astype(np.float32)
     sizes = _random_chunks(n, rng, longest=1200)  # longer than the 512-sample window
@@ -112,7 +113,7 @@ def test_random_chunks_equal_the_whole_signal(seed):
 def test_one_sample_chunks_and_json_state():
     rng = np.random.default_rng(3)
     model = _audio_model(num_layers=1)
-    stream = raw_stream(model)
+    stream = raw_stream(model, window_frames=None)
     n = 1300
     signal = (0.2 * rng.standard_normal((1, n))).astype(np.float32)
     plain, _, _ = _run(stream, signal, [1] * 700 + [600])
@@ -126,7 +127,7 @@ def test_running_top_db_floor_matches_librosa():
     """top_db: frame t is floored at the running peak over frames 0..t (librosa reference)."""
     rng = np.random.default_rng(4)
     model = _audio_model(top_db=40.0, num_layers=1)
-    stream = raw_stream(model)
+    stream = raw_stream(model, window_frames=None)
     n = 8000
     quiet_then_loud = np.concatenate([1e-4 * rng.standard_normal(n // 2), rng.standard_normal(n // 2)])
     signal = quiet_then_loud[None].astype(np.float32)
@@ -149,7 +150,7 @@ def test_rows_at_different_positions():
     """A batch whose rows started at different times gives each row its own stream."""
     rng = np.random.default_rng(5)
     model = _audio_model(num_layers=1)
-    stream = raw_stream(model)
+    stream = raw_stream(model, window_frames=None)
     a, b = (0.3 * rng.standard_normal((2, 3000))).astype(np.float32)
     state = stream.initial_state(2)
     first = stream.step(np.stack([a[:250], a[:250]]), state)  # row 1 is reset below
@@ -181,7 +182,7 @@ def test_mfcc_and_uncentred_frontends():
         LogMelSpectrogram(sample_rate=16000, n_fft=256, hop_length=96, n_mels=10, center=False, log="natural"),
     ):
         model = _audio_model(frontend=frontend, num_layers=1)
-        stream = raw_stream(model)
+        stream = raw_stream(model, window_frames=None)
         got, _, _ = _run(stream, signal, _random_chunks(4000, rng, longest=700))
         whole = _whole(model, signal)
         if not frontend.center:
@@ -196,7 +197,7 @@ def test_real_recordings(shared_data):
     signal = np.concatenate([librosa.load(f, sr=8000)[0] for f in files])[None].astype(np.float32)
     rng = np.random.default_rng(7)
     model = _audio_model(sample_rate=8000, num_layers=1)
-    stream = raw_stream(model)
+    stream = raw_stream(model, window_frames=None)
     got, _, _ = _run(stream, signal, _random_chunks(signal.shape[1], rng, longest=4000))
     whole = _whole(model, signal)
     assert got.shape[1] == whole.shape[1] - len(_end_padding_frames(signal.shape[1]))
@@ -205,7 +206,7 @@ def test_real_recordings(shared_data):
 
 def test_frame_times_and_description():
     model = _audio_model(num_layers=1)
-    stream = raw_stream(model)
+    stream = raw_stream(model, window_frames=None)
     result = stream.step(np.zeros((1, 1000), np.float32), stream.initial_state(1))
     # frame t is centred on sample t * hop; frame 4 needs samples up to 4 * 160 + 255
     np.testing.assert_allclose(result["frame_times"].numpy()[0], [0.0, 0.01, 0.02, 0.03, 0.04])
@@ -218,7 +219,7 @@ def test_frame_times_and_description():
 def test_regressor_output_name():
     model = SequenceRegressor(num_targets=2, input_shape=(16000,), units=4,
                               frontend=LogMelSpectrogram(n_mels=8))
-    stream = raw_stream(model)
+    stream = raw_stream(model, window_frames=None)
     result = stream.step(np.zeros((1, 500), np.float32), stream.initial_state(1))
     assert result["predictions"].shape == (1, 2, 2)
 
@@ -258,7 +259,7 @@ def test_video_chunks_with_difference_and_motion():
     frontend = FrameFeatures([FramePixels(size=(4, 4)), FrameDifference(size=(4, 4)),
                               FrameMotion(size=(8, 8), grid=(2, 2)), ColorHistogram(bins=4)])
     model = _video_model(frontend)
-    stream = raw_stream(model, fps=25.0)
+    stream = raw_stream(model, fps=25.0, window_frames=None)
     assert isinstance(stream, VideoRawStream)
     frames = rng.integers(0, 256, (2, 13, 24, 32, 3), dtype=np.uint8)
     whole = _whole(model, frames)
@@ -274,7 +275,7 @@ def test_real_video(shared_data):
 
     frames = read_clip(shared_data / "video" / "bikes.mp4", size=(24, 32), max_frames=20)[None]
     model = _video_model(FrameFeatures([FrameDifference(size=(6, 8)), FrameMotion(size=(8, 8))]))
-    stream = raw_stream(model)
+    stream = raw_stream(model, window_frames=None)
     got = _run_video(stream, frames, [1, 2, 7, 1, 9])
     np.testing.assert_allclose(got, _whole(model, frames), atol=ATOL)
 
@@ -293,10 +294,10 @@ def test_detection_inside_the_stream_equals_the_recognizer():
     kernel, _ = model.head.get_weights()
     kernel = 10.0 * kernel / states.std(0)[:, None]
     model.head.set_weights([kernel, -states.mean(0) @ kernel])
-    plain, _, _ = _run(raw_stream(model), signal, [n])
+    plain, _, _ = _run(raw_stream(model, window_frames=None), signal, [n])
     threshold = 0.8
     settings = DetectionSettings(average_window_ms=60, threshold=threshold, suppression_ms=40, minimum_count=3)
-    stream = raw_stream(model, detection=settings, background=["_silence_"])
+    stream = raw_stream(model, detection=settings, background=["_silence_"], window_frames=None)
     state, detected, position = stream.initial_state(1), [], 0
     for size in _random_chunks(n, rng, longest=2000):
         result = stream.step(signal[:, position:position + size], state)
@@ -316,3 +317,19 @@ def test_running_maximum(length):
 
     values = np.random.default_rng(length).standard_normal((3, length)).astype(np.float32)
     np.testing.assert_array_equal(_prefix_max(tf.constant(values)).numpy(), np.maximum.accumulate(values, axis=1))
+
+
+def test_window_outputs_are_the_pooled_prediction_of_the_last_window():
+    """window_frames=W: each output is the mean-pooled head on the W states ending there
+    (the reference: the model's own head, pooling="mean", on slices of the whole run)."""
+    rng = np.random.default_rng(10)
+    model = _audio_model(num_layers=2)
+    n = 6000
+    signal = (0.3 * rng.standard_normal((2, n))).astype(np.float32)
+    assert raw_stream(model).window_frames == 1 + 16000 // 160  # "auto": the training window
+    stream = raw_stream(model, window_frames=7)
+    got, _, state = _run(stream, signal, _random_chunks(n, rng, longest=1500), json_state=True)
+    states = model.recurrent_states(model.frontend(signal))[-1]
+    reference = np.stack([model.head(states[:, max(0, t - 6):t + 1]).numpy() for t in range(got.shape[1])], 1)
+    np.testing.assert_allclose(got, reference, atol=ATOL)
+    assert state["window_states"].shape == (2, 6, model.units)
