@@ -13,20 +13,18 @@ audio (LogMelSpectrogram or MFCC frontend), input ``waveform`` [batch, samples],
     samples_seen     int64   [batch]              samples consumed so far
     peak_db          float32 [batch]              running peak (only with the top_db floor)
     state            float32 [batch, layers, units]  the recurrent states s(n)
+    window_states    float32 [batch, W - 1, units]   the last states (window outputs only)
 
-video (frame-wise video frontends), input ``frames`` uint8 [batch, frames, h, w, 3]:
+video: seqapps.layers.streaming_video (the previous raw frame travels in the state).
 
-    previous_frame   uint8   [batch, h, w, 3]     the last raw frame (FrameDifference /
-                                                  FrameMotion difference against it)
-    frames_seen      int64   [batch]
-    state            float32 [batch, layers, units]
-
-Each step returns ``probabilities`` (classifiers) or ``predictions`` [batch, frames, ...] (the head on the state of each frame,
-as the ``stream`` signature), ``frame_mask`` bool [batch, frames] (rows of one batch may
-be at different positions, so a row can complete one frame fewer; masked frames hold the
-recurrent state and carry no output), ``frame_index`` int64 and ``frame_times`` float32
-(seconds, the frame centre) [batch, frames], and the new state under the same names.
-``reset`` bool [batch] starts a row afresh (state zeros and reset=True is a new stream).
+Each step returns ``probabilities`` (classifiers) or ``predictions`` [batch, frames, ...]:
+the head on each frame's state (as the ``stream`` signature) or, with ``window_frames`` W
+(the default for mean-pooled audio models), the pooled prediction of the W frames ending
+there; ``frame_mask`` bool [batch, frames] (rows of a batch may be at different positions,
+so a row can complete one frame fewer; masked frames hold the state and carry no output);
+``frame_index`` int64 and ``frame_times`` float32 (seconds, the frame centre); the new
+state under the same names. ``reset`` bool [batch] starts a row afresh (zeros and
+reset=True start a stream).
 
 Audio frames are emitted once every sample they cover has arrived: frame t (centre
 t * hop) needs samples up to t * hop + n_fft - n_fft // 2 - 1, so the stream lags the
@@ -43,7 +41,7 @@ of the stream. benchmarks/streaming.py measures what this costs in clip accuracy
 >>> from seqapps.tasks import SequenceClassifier
 >>> model = SequenceClassifier(num_classes=2, input_shape=(16000,), units=4,
 ...                            frontend=LogMelSpectrogram(n_mels=8))
->>> stream = raw_stream(model)
+>>> stream = raw_stream(model, window_frames=None)
 >>> state = stream.initial_state(1)
 >>> result = stream.step(np.zeros((1, 1600), "float32"), state)
 >>> result["probabilities"].shape   # 1600 samples complete frames 0..8 (frame 9 needs sample 1695)
@@ -67,14 +65,8 @@ from seqapps.layers.detection import (
 
 __all__ = ["AudioRawStream", "raw_stream"]
 
-_VIDEO_LAYERS = (
-    _video.FramePixels,
-    _video.ColorHistogram,
-    _video.FrameDifference,
-    _video.FrameMotion,
-    _video.FrameEmbedder,
-    _video.FrameFeatures,
-)
+_VIDEO_LAYERS = (_video.FramePixels, _video.ColorHistogram, _video.FrameDifference, _video.FrameMotion,
+                 _video.FrameEmbedder, _video.FrameFeatures)
 
 
 def raw_stream(model, *, fps: float | None = None, detection: DetectionSettings | None = None,
@@ -200,6 +192,17 @@ class _RawStream:
 
     def _initial_value(self, name):
         return DETECTION_INITIAL_VALUES.get(name, 0)
+
+    def example_inputs(self, batch: int = 1, *, seed: int = 0) -> dict[str, np.ndarray]:
+        """Valid inputs of one step (a short random chunk, reset, the initial state): for
+        TF Serving warm-up records and tests."""
+        rng = np.random.default_rng(seed)
+        spec = self.input_spec()
+        if spec.dtype == tf.uint8:
+            chunk = rng.integers(0, 256, (batch, 2, *spec.shape[2:]), dtype=np.uint8)
+        else:
+            chunk = (0.1 * rng.standard_normal((batch, 1600))).astype(np.float32)
+        return {self.input_name: chunk, "reset": np.ones(batch, bool), **self.initial_state(batch)}
 
     def describe(self) -> dict:
         """JSON-ready layout of the signature (for the model card and clients)."""
