@@ -39,7 +39,7 @@ import tensorflow as tf
 
 from seqapps.errors import invalid_argument
 
-__all__ = ["DetectionSettings", "Event", "Recognizer", "detect_in_graph", "detection_state_spec"]
+__all__ = ["DetectionSettings", "Event", "Recognizer", "detect_in_graph", "detection_state_spec", "window_sums"]
 
 
 @dataclass(frozen=True)
@@ -196,6 +196,13 @@ def detection_state_spec(settings: DetectionSettings, *, frame_ms: float, num_cl
 DETECTION_INITIAL_VALUES = {"detect_history": 0, "detect_frames": 0, "detect_label": -1, "detect_time_ms": 0}
 
 
+def window_sums(values, width: int):
+    """Sums of `width` consecutive steps of [batch, time, channels] ending at each step
+    from the `width`-th: [batch, time - width + 1, channels]. An average pool, several
+    times faster on CPU than a cumulative sum along time."""
+    return tf.nn.avg_pool1d(values, ksize=width, strides=1, padding="VALID") * float(width)
+
+
 def detect_in_graph(scores, frame_mask, state: dict, *, settings: DetectionSettings, frame_ms: float,
                     background: Sequence[int] = ()):
     """RecognizeCommands as TF ops, for frames every `frame_ms` milliseconds.
@@ -215,9 +222,8 @@ def detect_in_graph(scores, frame_mask, state: dict, *, settings: DetectionSetti
     history, seen = state["detect_history"], state["detect_frames"]
     valid_count = tf.reduce_sum(tf.cast(frame_mask, tf.int64), axis=1)
     combined = tf.concat([history, scores], axis=1)  # [b, window - 1 + f, c]
-    totals = tf.pad(tf.cumsum(combined, axis=1), [[0, 0], [1, 0], [0, 0]])
     frames = tf.shape(scores)[1]
-    sums = totals[:, window:] - totals[:, :frames]  # the window ending at each new frame
+    sums = window_sums(combined, window)  # the window ending at each new frame
     position = seen[:, tf.newaxis] + tf.range(1, tf.cast(frames, tf.int64) + 1, dtype=tf.int64)[tf.newaxis]
     count = tf.minimum(position, window)  # frames before the stream's start were never results
     # results before the stream start are zeros in history: they add nothing to the sums

@@ -61,6 +61,7 @@ from seqapps.layers.detection import (
     DetectionSettings,
     detect_in_graph,
     detection_state_spec,
+    window_sums,
 )
 
 __all__ = ["AudioRawStream", "raw_stream"]
@@ -272,14 +273,16 @@ class _RawStream:
         if self.window_frames and self.window_frames > 1:
             width = self.window_frames
             combined = tf.concat([state["window_states"], pooled], axis=1)  # [b, width - 1 + frames, units]
-            totals = tf.pad(tf.cumsum(combined, axis=1), [[0, 0], [1, 0], [0, 0]])
             frames = tf.shape(pooled)[1]
-            sums = totals[:, width:] - totals[:, :frames]  # the window ending at each new frame
+            sums = window_sums(combined, width)  # the window ending at each new frame
             position = frames_before[:, tf.newaxis] + tf.range(1, tf.cast(frames, tf.int64) + 1, dtype=tf.int64)
             count = tf.cast(tf.minimum(position, width), sums.dtype)  # before the start: zeros, not states
             pooled = sums / count[..., tf.newaxis]
-            new_state["window_states"] = tf.gather(
-                combined, frames_done[:, tf.newaxis] + tf.range(width - 1, dtype=tf.int64), axis=1, batch_dims=1)
+            new_state["window_states"] = tf.cond(  # a slice when every row moved as far (a gather is slow)
+                tf.reduce_all(frames_done == frames_done[:1]),
+                lambda: combined[:, tf.reduce_max(tf.concat([frames_done, [0]], 0)):][:, :width - 1],
+                lambda: tf.gather(combined, frames_done[:, tf.newaxis] + tf.range(width - 1, dtype=tf.int64),
+                                  axis=1, batch_dims=1))
         outputs = tf.cast(self.model.head.per_step(pooled), tf.float32)
         return {self.output_name: outputs}, new_state
 
