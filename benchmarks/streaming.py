@@ -192,7 +192,7 @@ def _long_recording(path, backgrounds, minutes, rng):
     from pipelines.synthetic_audio import CLASS_NAMES
 
     total = int(minutes * 60 * RATE)
-    signal = np.concatenate([_scaled(backgrounds[i % len(backgrounds)], rng, 0.01, 0.1)
+    signal = np.concatenate([_scaled(backgrounds[i % len(backgrounds)], rng)  # gains as in training
                              for i in rng.permutation(int(np.ceil(total / RATE)))])[:total]
     events, t = [], rng.uniform(1, 4)
     while t + 1.5 < total / RATE:
