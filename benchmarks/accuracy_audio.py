@@ -8,8 +8,8 @@ Held-out accuracy and macro F1 of three models that differ only in the recurrent
   SimpleRNN  the same model, keras.layers.SimpleRNN(128) in place of Recurrent
   GRU        the same model, keras.layers.GRU(128) in place of Recurrent (3x the weights)
 
-The swap is done by building the very same SequenceClassifier with `seqapps.tasks.Recurrent`
-patched to the keras layer, so normalisation, dropout, masking, pooling, head, optimiser
+The swap is done by building the very same SequenceClassifier with the keras layer as its
+`recurrent_layer` factory, so normalisation, dropout, masking, pooling, head, optimiser
 (Adam, default learning rate and clipnorm) and loss are identical by construction.
 
 Features are computed once per data set with the model's own LogMelSpectrogram frontend
@@ -53,7 +53,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
-from unittest import mock
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -62,7 +61,6 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-import seqapps.tasks  # noqa: E402
 from benchmarks.espeak_digits import INSTALL_HINT, espeak_available, generate_digits  # noqa: E402
 from pipelines import sources  # noqa: E402
 from pipelines.audio import audio_dataset  # noqa: E402
@@ -79,29 +77,19 @@ OUT = ROOT / "bench_out"
 # --------------------------------------------------------------------------- models
 
 
-def _keras_layer_in_place_of_recurrent(layer_class):
-    """A stand-in for seqapps.tasks.Recurrent that makes `layer_class` with the same arguments."""
-
-    def make(units, *, activation, recurrent_initializer, truncate_bptt, return_sequences, name):
-        if truncate_bptt is not None:  # None in the defaults; keras layers have no such option
-            raise ValueError("the keras contenders have no truncated BPTT; use truncate_bptt=None")
-        return layer_class(units, activation=activation, recurrent_initializer=recurrent_initializer,
-                           return_sequences=return_sequences, name=name)
-
-    return make
-
-
 def make_classifier(settings: dict, class_names: list[str], *, layer_class=None):
-    """The `seqapps train audio` model, optionally with a keras layer in place of Recurrent.
+    """The `seqapps train audio` model, optionally with a keras layer in place of Recurrent
+    (SequenceModel's public `recurrent_layer` argument, passed through the model settings).
 
     Example:
     >>> model = make_classifier(resolve_settings("audio"), ["a", "b"], layer_class=keras.layers.GRU)
     """
     source = SimpleNamespace(class_names=class_names)
-    if layer_class is None:
-        return build_model("audio", "classify", settings, source)
-    with mock.patch.object(seqapps.tasks, "Recurrent", _keras_layer_in_place_of_recurrent(layer_class)):
-        return build_model("audio", "classify", settings, source)
+    if layer_class is not None:
+        if settings["model"].get("truncate_bptt") is not None:  # None in the defaults
+            raise ValueError("the keras contenders have no truncated BPTT; use truncate_bptt=None")
+        settings = {**settings, "model": {**settings["model"], "recurrent_layer": layer_class}}
+    return build_model("audio", "classify", settings, source)
 
 
 # name -> (keras layer replacing Recurrent, or None; changes to the default settings)

@@ -184,11 +184,10 @@ def main(argv=None) -> dict:
           "(wall-clock rates drop when other jobs share the CPUs; CPU ms/clip does much less)")
     print(f"targets: cached >= 2000 clips/s: {results['meets_targets']['cached']}; "
           f"first epoch >= 200 clips/s: {results['meets_targets']['first']}")
+    from seqapps.atomic import write_text
+
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = out.with_suffix(".json.tmp")
-    tmp_out.write_text(json.dumps(results, indent=2))
-    os.replace(tmp_out, out)
+    write_text(out, json.dumps(results, indent=2))
     print(f"wrote {out}")
     return results
 

@@ -36,7 +36,6 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from seqapps.layers import Recurrent, native  # noqa: E402
-from seqapps.layers import recurrent as recurrent_module  # noqa: E402
 
 # name: (batch, time steps, features, units)
 SIZES: dict[str, tuple[int, int, int, int]] = {
@@ -44,22 +43,10 @@ SIZES: dict[str, tuple[int, int, int, int]] = {
     "video": (32, 32, 512, 256),
     "long": (16, 1000, 40, 64),
 }
-class GraphLoopsRecurrent(Recurrent):
-    """Recurrent with its compiled training kernels off: what a machine without a C++
-    compiler gets (the TF graph loops of seqapps.layers.bptt)."""
-
-    def call(self, inputs, initial_state=None, mask=None, training=None):
-        native_ops = recurrent_module.native_ops
-        recurrent_module.native_ops = lambda *_: None
-        try:
-            return super().call(inputs, initial_state=initial_state, mask=mask, training=training)
-        finally:
-            recurrent_module.native_ops = native_ops
-
-
 CONTENDERS: dict[str, Callable[[int], keras.layers.Layer]] = {
     "Recurrent": lambda units: Recurrent(units),
-    "Recurrent(graph loops)": lambda units: GraphLoopsRecurrent(units),
+    # What a machine without a C++ compiler gets: the TF graph loops of seqapps.layers.bptt.
+    "Recurrent(graph loops)": lambda units: Recurrent(units, implementation="graph"),
     "SimpleRNN": lambda units: keras.layers.SimpleRNN(units),
     "GRU": lambda units: keras.layers.GRU(units),
 }

@@ -23,19 +23,15 @@ TensorShape([32, 16000])
 from __future__ import annotations
 
 import concurrent.futures
-import hashlib
-import json
 import os
-import shutil
-import uuid
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from pipelines import cache
 from pipelines.report import BadInputReport
-from seqapps.atomic import process_alive
 from seqapps.errors import BadMediaError, invalid_argument
 
 __all__ = [
@@ -49,6 +45,7 @@ __all__ = [
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 CACHE_VERSION = 1  # bump when the record layout changes, so old caches are not trusted
+_LAYOUT = ("audio-waveforms", CACHE_VERSION)  # the manifest's `layout` (pipelines.cache)
 _RESAMPLE_TYPE = "soxr_hq"  # librosa.load's default
 _SENTINEL_SIZES = {0, 0xFFFFFFFF, 0x7FFFFFFF}  # "unknown length" written by streaming encoders
 
@@ -216,40 +213,7 @@ def cache_key(paths: Sequence[str | os.PathLike], *, sample_rate: int, mono: boo
     >>> cache_key([], sample_rate=16000) != cache_key([], sample_rate=8000)
     True
     """
-    files = []
-    for p in paths:
-        p = os.path.abspath(os.fspath(p))
-        try:
-            stat = os.stat(p)
-            files.append([p, stat.st_size, stat.st_mtime_ns])
-        except OSError:
-            files.append([p, None, None])
-    blob = json.dumps({"settings": _settings(sample_rate, mono), "files": files}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:24]
-
-
-def _clean_stale_temporaries(cache_dir: Path) -> None:
-    # Left behind by killed runs; never trusted (no final name), removed when their
-    # writer is gone so they do not pile up.
-    for tmp in cache_dir.glob(".tmp-audio-*"):
-        try:
-            pid = int(tmp.name.split("-")[3])
-        except (IndexError, ValueError):
-            continue
-        if not process_alive(pid):
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _load_meta(folder: Path, key: str) -> dict | None:
-    try:
-        meta = json.loads((folder / "meta.json").read_text())
-    except (OSError, ValueError):
-        return None
-    if meta.get("key") != key or meta.get("settings", {}).get("version") != CACHE_VERSION:
-        return None
-    if not all((folder / shard).is_file() for shard in meta.get("shards", [])):
-        return None
-    return meta
+    return cache.content_key(paths, settings=_settings(sample_rate, mono))
 
 
 def build_cache(
@@ -265,10 +229,10 @@ def build_cache(
 ) -> tuple[Path, dict]:
     """Decode ``paths`` once into TFRecord shards under ``cache_dir``, or reuse them.
 
-    The cache folder is ``cache_dir/audio-<cache_key>``; it is written under a temporary
-    name and renamed into place only when complete (``meta.json`` written last), so a
-    killed run leaves nothing that is trusted later. On a hit nothing is decoded; the
-    bad files recorded at build time are added to ``report`` again.
+    The cache folder is ``cache_dir/audio-<cache_key>``, written with ``pipelines.cache``:
+    under a temporary name, renamed into place only when complete (``manifest.json``
+    written last), so a killed run leaves nothing that is trusted later. On a hit
+    nothing is decoded; the bad files recorded at build time are added to ``report`` again.
 
     Each record is a ``tf.train.Example`` with ``waveform`` (float32 bytes) and
     ``position`` (int64, the index into ``paths``).
@@ -286,51 +250,50 @@ def build_cache(
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     key = cache_key(paths, sample_rate=sample_rate, mono=mono)
-    folder = cache_dir / f"audio-{key}"
-    meta = _load_meta(folder, key)
+    name = f"audio-{key}"
+    meta = cache.lookup(cache_dir, name, key=key, layout=_LAYOUT)
     if meta is not None:
         if report.strict and meta["bad"]:
             first = meta["bad"][0]
             raise BadMediaError(first["path"], first["reason"])
         report.extend(meta["bad"])
-        return folder, {**meta, "hit": True}
+        return cache_dir / name, {**meta, "hit": True}
 
-    _clean_stale_temporaries(cache_dir)
     # Decode into a private report so a strict caller still fails on the first bad file,
     # while the cache records every entry.
     local = BadInputReport(strict=report.strict)
     waveforms = decode_files(
         paths, sample_rate=sample_rate, mono=mono, report=local, workers=workers, executor=executor
     )
-    tmp = cache_dir / f".tmp-audio-{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
+    with cache.building(cache_dir, name, key=key, layout=_LAYOUT) as build:
+        tmp = build.folder
         shards, positions, lengths = [], [], []
         writer, written = None, 0
-        for position, waveform in enumerate(waveforms):
-            if waveform is None:
-                continue
-            if writer is None or written >= shard_bytes:
-                if writer is not None:
-                    writer.close()
-                shards.append(f"shard-{len(shards):05d}.tfrecord")
-                writer, written = tf.io.TFRecordWriter(str(tmp / shards[-1])), 0
-            record = tf.train.Example(
-                features=tf.train.Features(
-                    feature={
-                        "waveform": tf.train.Feature(bytes_list=tf.train.BytesList(value=[waveform.tobytes()])),
-                        "position": tf.train.Feature(int64_list=tf.train.Int64List(value=[position])),
-                    }
-                )
-            ).SerializeToString()
-            writer.write(record)
-            written += len(record)
-            positions.append(position)
-            lengths.append(int(waveform.shape[-1]))
-        if writer is not None:
-            writer.close()
-        meta = {
-            "key": key,
+        try:
+            for position, waveform in enumerate(waveforms):
+                if waveform is None:
+                    continue
+                if writer is None or written >= shard_bytes:
+                    if writer is not None:
+                        writer.close()
+                    shards.append(f"shard-{len(shards):05d}.tfrecord")
+                    writer, written = tf.io.TFRecordWriter(str(tmp / shards[-1])), 0
+                record = tf.train.Example(
+                    features=tf.train.Features(
+                        feature={
+                            "waveform": tf.train.Feature(bytes_list=tf.train.BytesList(value=[waveform.tobytes()])),
+                            "position": tf.train.Feature(int64_list=tf.train.Int64List(value=[position])),
+                        }
+                    )
+                ).SerializeToString()
+                writer.write(record)
+                written += len(record)
+                positions.append(position)
+                lengths.append(int(waveform.shape[-1]))
+        finally:
+            if writer is not None:
+                writer.close()
+        build.manifest = {
             "settings": _settings(sample_rate, mono),
             "files": [os.fspath(p) for p in paths],
             "shards": shards,
@@ -338,20 +301,7 @@ def build_cache(
             "lengths": lengths,
             "bad": local.entries,
         }
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-        try:
-            os.rename(tmp, folder)
-        except OSError:
-            # Another run finished the same cache first, or an untrusted leftover is in
-            # the way: replace the leftover, keep a valid one.
-            if _load_meta(folder, key) is None:
-                shutil.rmtree(folder, ignore_errors=True)
-                os.rename(tmp, folder)
-            else:
-                shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    folder, meta = cache_dir / name, build.manifest
     report.extend(local.entries)
     return folder, {**meta, "hit": False}
 

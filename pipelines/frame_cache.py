@@ -13,8 +13,8 @@ per clip with
 ``write_frame_cache`` decodes each clip as a stream (a background thread decodes while
 TensorFlow runs the layer on chunks of frames), so the cached features are exactly what
 the layer computes in a served model. The cache folder is named by a key over the files
-(path, size, mtime), the settings and the layer (config and weights); it is written to
-a temporary folder and renamed, with ``manifest.json`` describing it.
+(path, size, mtime), the settings and the layer (config and weights); it is written with
+``pipelines.cache`` (temporary folder, rename, ``manifest.json`` describing it).
 ``read_frame_cache`` parses the records natively and windows them in the graph.
 
 >>> from seqapps.layers.video_frontends import FramePixels
@@ -29,26 +29,27 @@ import hashlib
 import json
 import os
 import queue
-import shutil
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from pipelines import cache
+from pipelines.cache import MANIFEST
 from pipelines.report import BadInputReport
 from pipelines.video import (
-    _check_options,
-    _example_path,
-    _examples_and_labels,
-    _frame_target_spec,
-    _iter_indexed_frames,
+    check_options,
+    example_path,
+    examples_and_labels,
+    frame_target_spec,
+    iter_indexed_frames,
     load_frame_targets,
 )
 from seqapps.errors import BadMediaError, ConfigError, invalid_argument
 
-MANIFEST = "manifest.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # bump when the record layout changes, so old caches are not trusted
+_LAYOUT = ("frame-features", FORMAT_VERSION)  # the manifest's `layout` (pipelines.cache)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -114,23 +115,14 @@ def _layer_fingerprint(layer) -> dict:
 
 
 def _cache_key(examples, labels, settings: dict, layer) -> str:
-    files = []
-    for example in examples:
-        path = _example_path(example)
-        try:
-            stat = os.stat(path)
-            files.append([os.path.abspath(path), stat.st_size, stat.st_mtime_ns])
-        except OSError:
-            files.append([os.path.abspath(path), None, None])
-        targets = getattr(example, "targets", None)
-        files[-1].append(None if targets is None else repr(targets))
-    blob = json.dumps(
-        {"version": FORMAT_VERSION, "files": files, "labels": labels, "settings": settings,
-         "layer": _layer_fingerprint(layer)},
-        sort_keys=True,
-        default=str,
+    """pipelines.cache.content_key over the files, settings, labels, targets and layer."""
+    targets = [getattr(example, "targets", None) for example in examples]
+    return cache.content_key(
+        [example_path(example) for example in examples], settings=settings,
+        extra={"version": FORMAT_VERSION, "labels": labels, "layer": _layer_fingerprint(layer),
+               "targets": [None if t is None else repr(t) for t in targets]},
+        length=20,
     )
-    return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
 def _feature_function(layer, channels: int):
@@ -235,9 +227,8 @@ def write_frame_cache(
     ...                   fps=12, size=(64, 64), shards=2)  # doctest: +SKIP
     PosixPath('cache/3f1c...')
     """
-    import tensorflow as tf
 
-    _check_options(fps=fps, size=size, resize_mode=resize_mode, color=color, max_frames=None)
+    check_options(fps=fps, size=size, resize_mode=resize_mode, color=color, max_frames=None)
     for name, value in (("shards", shards), ("chunk_frames", chunk_frames)):
         if not (isinstance(value, (int, np.integer)) and value > 0):
             raise invalid_argument(name, value, "a positive integer")
@@ -246,7 +237,7 @@ def write_frame_cache(
     if quantize is not None and not (len(quantize) == 2 and quantize[0] < quantize[1]):
         raise invalid_argument("quantize", quantize, "None or a (low, high) pair with low < high")
     report = BadInputReport(strict=True) if report is None else report
-    examples, labels = _examples_and_labels(source, indices)
+    examples, labels = examples_and_labels(source, indices)
     class_names = list(getattr(source, "class_names", []) or [])
     settings = {
         "fps": fps, "size": list(size), "resize_mode": resize_mode, "color": color,
@@ -258,13 +249,8 @@ def write_frame_cache(
         feature_layer.build((None, None, size[0], size[1], channels))
     key = _cache_key(examples, labels, settings, feature_layer)
     out_dir = Path(out_dir)
-    final = out_dir / key
-    if (final / MANIFEST).is_file():
-        return final
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / f".tmp-{key}-{os.getpid()}-{threading.get_ident()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    if cache.lookup(out_dir, key, key=key, layout=_LAYOUT) is not None:
+        return out_dir / key
     compute = _feature_function(feature_layer, channels)
     local_report = BadInputReport(strict=report.strict)
 
@@ -274,8 +260,8 @@ def write_frame_cache(
         Frames stream through in chunks, so a long clip is never held whole.
         """
         for position, example in enumerate(examples):
-            frames = _iter_indexed_frames(
-                _example_path(example), fps=fps, size=size, resize_mode=resize_mode,
+            frames = iter_indexed_frames(
+                example_path(example), fps=fps, size=size, resize_mode=resize_mode,
                 color=color, max_frames=None, report=local_report, allow_partial=allow_partial,
             )
             try:
@@ -288,13 +274,35 @@ def write_frame_cache(
                 continue
             yield "end", position, None
 
+    with cache.building(out_dir, key, key=key, layout=_LAYOUT) as build:
+        build.manifest = _write_shards(
+            build.folder, _threaded(decoded_chunks()), compute, examples=examples, labels=labels,
+            shards=shards, context_frames=context_frames, quantize=quantize,
+            feature_key=feature_key, report=local_report,
+        )
+        build.manifest.update({
+            "settings": settings,
+            "layer": _layer_fingerprint(feature_layer)["config"],
+            "class_names": class_names,
+            "bad_inputs": local_report.entries,
+        })
+    report.extend(local_report)
+    return out_dir / key
+
+
+def _write_shards(folder: Path, items, compute, *, examples, labels, shards, context_frames,
+                  quantize, feature_key, report) -> dict:
+    """Write the SequenceExamples of the decoded `items` into `folder`; the manifest's
+    description of them (shards, clips, frame counts, feature size)."""
+    import tensorflow as tf
+
     shard_names = [f"shard-{i:05d}-of-{shards:05d}.tfrecord" for i in range(shards)]
-    writers = [tf.io.TFRecordWriter(os.fspath(tmp / name)) for name in shard_names]
+    writers = [tf.io.TFRecordWriter(os.fspath(folder / name)) for name in shard_names]
     clips_meta = []
     feature_dim = None
     try:
         outputs, indices_so_far, previous = [], [], None
-        for kind, value, index in _threaded(decoded_chunks()):
+        for kind, value, index in items:
             if kind == "chunk":
                 frames = value
                 if previous is not None and context_frames:
@@ -312,7 +320,7 @@ def write_frame_cache(
                 continue
             position = value
             example, label = examples[position], labels[position]
-            path = _example_path(example)
+            path = example_path(example)
             features = np.concatenate(clip_outputs).astype(np.float32)
             source_index = np.concatenate(clip_index_list)
             feature_dim = features.shape[-1]
@@ -330,7 +338,7 @@ def write_frame_cache(
             else:
                 for row in _quantize(features, *quantize):
                     frame_list.add().bytes_list.value.append(row)
-            per_frame = _frame_targets_for(path, example, source_index, local_report)
+            per_frame = _frame_targets_for(path, example, source_index, report)
             if per_frame is not None:
                 target_list = sequence.feature_lists.feature_list["frame_targets"].feature
                 for frame_target in per_frame:
@@ -340,42 +348,22 @@ def write_frame_cache(
                 {"id": os.fspath(path), "clip_index": position, "label": label,
                  "n_frames": len(features), "has_frame_targets": per_frame is not None}
             )
-    except BaseException:
+    finally:
         for writer in writers:
             writer.close()
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    for writer in writers:
-        writer.close()
-    report.extend(local_report)
-    manifest = {
-        "format_version": FORMAT_VERSION,
-        "key": key,
+    return {
         "feature_key": feature_key,
         "feature_dim": feature_dim,
-        "quantize": settings["quantize"],
-        "settings": settings,
-        "layer": _layer_fingerprint(feature_layer)["config"],
-        "class_names": class_names,
+        "quantize": None if quantize is None else list(quantize),
         "shards": shard_names,
         "n_clips": len(clips_meta),
         "n_frames": int(sum(c["n_frames"] for c in clips_meta)),
         "clips": clips_meta,
-        "bad_inputs": local_report.entries,
     }
-    with open(tmp / MANIFEST, "w", encoding="utf-8") as f:
-        json.dump(manifest, f, indent=2, default=str)
-    try:
-        os.replace(tmp, final)
-    except OSError:  # another writer finished the same cache first: theirs is identical
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not (final / MANIFEST).is_file():
-            raise
-    return final
 
 
 def _frame_targets_for(path, example, source_index, report) -> np.ndarray | None:
-    per_frame = load_frame_targets(path, _frame_target_spec(example))
+    per_frame = load_frame_targets(path, frame_target_spec(example))
     if per_frame is None:
         return None
     if len(per_frame) <= int(source_index.max()):

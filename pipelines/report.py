@@ -14,11 +14,11 @@ saved; in strict mode it is an error naming the file instead.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from seqapps.atomic import write_json
 from seqapps.errors import BadMediaError
 
 
@@ -78,7 +78,4 @@ class BadInputReport:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the report as JSON ({"count": N, "entries": [...]}) atomically."""
-        tmp = f"{os.fspath(path)}.tmp-{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump({"count": self.count, "entries": self.entries}, f, indent=2)
-        os.replace(tmp, path)
+        write_json(path, {"count": self.count, "entries": self.entries})

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipelines.report import BadInputReport
+from seqapps.atomic import atomic_path
 from seqapps.errors import ConfigError, invalid_argument
 
 __all__ = [
@@ -447,9 +448,7 @@ def write_split(path: str | os.PathLike, source: DataSource, split: dict[str, li
     header = ["path", "label", "group", "split"]
     if source.task == "regress":
         header += [_TARGET_PREFIX + name for name in source.target_names]
-    path = os.fspath(path)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(header)
         for name in SPLITS:
@@ -459,7 +458,6 @@ def write_split(path: str | os.PathLike, source: DataSource, split: dict[str, li
                 if source.task == "regress":
                     row += [repr(float(t)) for t in e.targets]
                 writer.writerow(row)
-    os.replace(tmp, path)
 
 
 def read_split(path: str | os.PathLike, *, report: BadInputReport | None = None

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from seqapps.atomic import atomic_path
 from seqapps.errors import invalid_argument
 
 __all__ = ["CLASS_NAMES", "synthesize_clip", "write_synthetic_audio"]
@@ -184,10 +185,8 @@ def write_synthetic_audio(
             relative = f"{label}/{label}_{i:03d}.wav"
             soundfile.write(root / relative, clip, sample_rate, subtype="PCM_16")
             rows.append({"path": relative, "label": label, "group": group["name"]})
-    tmp = root / f"manifest.csv.tmp-{os.getpid()}"
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
+    with atomic_path(root / "manifest.csv") as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=["path", "label", "group"])
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, root / "manifest.csv")
     return root

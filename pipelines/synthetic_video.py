@@ -20,6 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from seqapps.atomic import atomic_path
 from seqapps.errors import invalid_argument
 
 CLASSES = ("moving_left", "moving_right", "growing", "shrinking")
@@ -111,18 +112,16 @@ def write_synthetic_video(
         for i in range(n_per_class):
             relative = f"{kind}/{kind}_{i:03d}{extension}"
             frames = _clip_frames(kind, size=(h, w), n_frames=n_frames, rng=rng)
-            # Write to a temporary name and rename, so a crash never leaves half a clip.
-            final = root / relative
-            tmp = final.with_name(f".tmp-{os.getpid()}-{final.name}")
-            writer = cv2.VideoWriter(os.fspath(tmp), fourcc, float(fps), (w, h))
-            if not writer.isOpened():
-                raise RuntimeError(f"OpenCV cannot write {extension} files here ({tmp})")
-            try:
-                for frame in frames:
-                    writer.write(frame)
-            finally:
-                writer.release()
-            os.replace(tmp, final)
+            # A temporary renamed into place: a crash never leaves half a clip.
+            with atomic_path(root / relative) as tmp:
+                writer = cv2.VideoWriter(os.fspath(tmp), fourcc, float(fps), (w, h))
+                if not writer.isOpened():
+                    raise RuntimeError(f"OpenCV cannot write {extension} files here ({tmp})")
+                try:
+                    for frame in frames:
+                        writer.write(frame)
+                finally:
+                    writer.release()
             rows.append(
                 {"path": relative, "label": kind, "group": f"{kind}_{i:03d}",
                  "n_frames": n_frames, "fps": fps}

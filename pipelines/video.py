@@ -37,7 +37,8 @@ _MISSING_FRAMES_TOLERANCE = 0.05
 # --------------------------------------------------------------------------- validation
 
 
-def _check_options(*, fps, size, resize_mode, color, max_frames) -> None:
+def check_options(*, fps, size, resize_mode, color, max_frames) -> None:
+    """Raise ConfigError naming the first bad decoding option (see iter_frames)."""
     if fps is not None and not (isinstance(fps, (int, float)) and fps > 0 and math.isfinite(fps)):
         raise invalid_argument("fps", fps, "a positive number or None")
     if size is not None:
@@ -186,7 +187,7 @@ def _resample(
         previous = (frame, index, relative)
 
 
-def _iter_indexed_frames(
+def iter_indexed_frames(
     path,
     *,
     fps,
@@ -198,7 +199,7 @@ def _iter_indexed_frames(
     allow_partial,
 ) -> Iterator[tuple[np.ndarray, int]]:
     """Frames with the index of the source frame they came from (for per-frame targets)."""
-    _check_options(fps=fps, size=size, resize_mode=resize_mode, color=color, max_frames=max_frames)
+    check_options(fps=fps, size=size, resize_mode=resize_mode, color=color, max_frames=max_frames)
     report = BadInputReport(strict=True) if report is None else report
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -277,7 +278,7 @@ def iter_frames(
     ...     frame.shape
     (64, 64, 3)
     """
-    for frame, _ in _iter_indexed_frames(
+    for frame, _ in iter_indexed_frames(
         path,
         fps=fps,
         size=size,
@@ -293,7 +294,7 @@ def iter_frames(
 def _read_clip_with_indices(path, **options) -> tuple[np.ndarray, np.ndarray] | None:
     frames, indices = [], []
     try:
-        for frame, index in _iter_indexed_frames(path, **options):
+        for frame, index in iter_indexed_frames(path, **options):
             frames.append(frame)
             indices.append(index)
     except BadMediaError:
@@ -412,7 +413,8 @@ def load_frame_targets(video_path: str | os.PathLike, targets: Any = None) -> np
 # --------------------------------------------------------------------------- tf.data
 
 
-def _examples_and_labels(source, indices) -> tuple[list, list]:
+def examples_and_labels(source, indices) -> tuple[list, list]:
+    """(the chosen Examples, their class ids, -1 where unlabelled) of a source or list."""
     examples = list(getattr(source, "examples", source))
     label_ids = None
     if hasattr(source, "labels_as_ids"):
@@ -434,7 +436,7 @@ def _examples_and_labels(source, indices) -> tuple[list, list]:
     return chosen, labels
 
 
-def _frame_target_spec(example):
+def frame_target_spec(example):
     """Example.targets when it names per-frame targets (a path or a string), else None.
 
     A tuple of numbers in ``Example.targets`` is a per-clip target (sources.from_manifest).
@@ -443,7 +445,8 @@ def _frame_target_spec(example):
     return targets if isinstance(targets, (str, os.PathLike)) else None
 
 
-def _example_path(example) -> str:
+def example_path(example) -> str:
+    """The file path of an Example, or of a plain path."""
     return os.fspath(getattr(example, "path", example))
 
 
@@ -504,8 +507,8 @@ def video_dataset(
     from pipelines import windows as windowing
 
     windowing.check_window_arguments(length=length, shift=shift, batch_size=batch_size, target=target)
-    _check_options(fps=fps, size=size, resize_mode=resize_mode, color=color, max_frames=max_frames)
-    examples, labels = _examples_and_labels(source, indices)
+    check_options(fps=fps, size=size, resize_mode=resize_mode, color=color, max_frames=max_frames)
+    examples, labels = examples_and_labels(source, indices)
     if report is None:
         report = BadInputReport(strict=True)
     channels = 1 if color == "gray" else 3
@@ -525,7 +528,7 @@ def video_dataset(
 
     def generate():
         for clip_position, (example, label) in enumerate(zip(examples, labels, strict=True)):
-            path = _example_path(example)
+            path = example_path(example)
             result = _read_clip_with_indices(
                 path,
                 fps=fps,
@@ -540,7 +543,7 @@ def video_dataset(
                 continue
             frames, source_index = result
             if target == "frame":
-                per_frame = load_frame_targets(path, _frame_target_spec(example))
+                per_frame = load_frame_targets(path, frame_target_spec(example))
                 if per_frame is None or len(per_frame) <= int(source_index.max()):
                     report.add(path, "no per-frame targets (or fewer targets than frames)")
                     continue

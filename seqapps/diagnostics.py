@@ -5,13 +5,17 @@ diag(phi'(a(n))) W_s^T per step, so dLoss/ds(n) shrinks or grows geometrically w
 distance n is from the loss. This module measures it for a model and a batch:
 
 - the norm of G(n) = dLoss/ds(n) at every step n of every Recurrent layer (stacked ones and
-  ones inside nested models included), taken from the explicit BPTT recursion of
-  seqapps.layers.bptt, so it is the total gradient, through the recursion and through every
+  ones inside nested models included), taken from the layer's explicit BPTT recursion
+  (seqapps.layers.bptt, bptt_normalized), so it is the total gradient, through the recursion and through every
   layer above;
 - the singular values of each W_s;
 - a summary per layer: the ratio of the norm at the first step to that at the last, and the
   memory horizon, the number of steps counting back from the last step over which the
   norm stays above `threshold` (1e-3) times the largest norm.
+
+G(n) comes from the public recording hook of the recursion
+(seqapps.layers.state_gradients.record_state_gradients): nothing is patched, and
+layers with normalize_preactivation are covered by their own backward recursion.
 
 `write_report` writes it as JSON and as a PNG (log-scale norm against step, one line per
 layer); `diagnose` does both for the `seqapps diagnose` command.
@@ -29,11 +33,10 @@ Steps are in processing order: with go_backwards=True, step 1 is the last input 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import keras
@@ -41,9 +44,8 @@ import numpy as np
 import tensorflow as tf
 
 from seqapps.errors import ConfigError, invalid_argument
-from seqapps.layers import bptt
-from seqapps.layers import recurrent as recurrent_module
 from seqapps.layers.recurrent import Recurrent
+from seqapps.layers.state_gradients import record_state_gradients
 
 DEFAULT_THRESHOLD = 1e-3
 JSON_NAME = "gradient_report.json"
@@ -101,9 +103,12 @@ def summarize_norms(norms, *, threshold: float = DEFAULT_THRESHOLD) -> dict:
     }
 
 
-# --------------------------------------------------------------------------- capture
+# --------------------------------------------------------------------------- layers
 def recurrent_layers(model: keras.layers.Layer) -> list[Recurrent]:
     """Every Recurrent layer in `model`, nested models and custom layers included, in order.
+
+    Walks `Model.layers` and, for other layers, the sublayers held in their attributes
+    (Keras' public tracking), so no private Keras API is needed.
 
     Example:
     >>> from seqapps.layers import Recurrent
@@ -113,120 +118,30 @@ def recurrent_layers(model: keras.layers.Layer) -> list[Recurrent]:
     [3, 2]
     """
     found, seen = [], set()
-    for layer in model._flatten_layers(include_self=True, recursive=True):
-        if isinstance(layer, Recurrent) and id(layer) not in seen:
-            seen.add(id(layer))
+
+    def visit(layer):
+        if id(layer) in seen:
+            return
+        seen.add(id(layer))
+        if isinstance(layer, Recurrent):
             found.append(layer)
+        for child in _sublayers(layer):
+            visit(child)
+
+    visit(model)
     return found
 
 
-class _Capture:
-    """What one Recurrent call fed its recursion, and the states it produced."""
-
-    def __init__(self, layer, arguments, states):
-        self.layer = layer
-        self.arguments = arguments
-        self.states = states
-
-
-@contextlib.contextmanager
-def _capturing(layers: list[Recurrent], tape: tf.GradientTape) -> Iterator[list[_Capture]]:
-    """Record every call of `layers` to bptt.recurrence, with its states watched by `tape`.
-
-    Recording the recursion's own arguments (inputs after dropout and reversal, s(0)
-    whether given, learned or stateful, mask, truncation) avoids re-deriving the layer's
-    call. The layer's `call` is wrapped so each recording knows its layer.
-    """
-    captures: list[_Capture] = []
-    current: list[Recurrent] = []
-    original_recurrence = recurrent_module.recurrence
-
-    def recording_recurrence(*args, return_final_state=False, **kwargs):
-        # The loss must reach the recorded states through the states tensor itself, so the
-        # final state is taken from it here rather than returned by the recursion.
-        kwargs["final_state_only"] = False
-        states = original_recurrence(*args, **kwargs)
-        if current:
-            tape.watch(states)
-            captures.append(_Capture(current[-1], (args, kwargs), states))
-        if not return_final_state:
-            return states
-        return states, bptt.final_state(states, args[4])
-
-    def wrap(layer, original_call):
-        def call(*args, **kwargs):
-            current.append(layer)
-            try:
-                return original_call(*args, **kwargs)
-            finally:
-                current.pop()
-
-        return call
-
-    recurrent_module.recurrence = recording_recurrence
-    wrapped = []
-    # The compiled training loops and the inference-only forward pass bypass
-    # bptt.recurrence, so they are off while recording.
-    try:
-        with recurrent_module.recurrence_only():
-            for layer in layers:
-                # object.__setattr__: Keras' attribute tracking has no business with this.
-                object.__setattr__(layer, "call", wrap(layer, layer.call))
-                wrapped.append(layer)
-            yield captures
-    finally:
-        for layer in wrapped:
-            object.__delattr__(layer, "call")
-        recurrent_module.recurrence = original_recurrence
-
-
-def _recursion_inputs(arguments):
-    """The arguments of bptt.recurrence by name."""
-    args, kwargs = arguments
-    names = ("inputs", "kernel", "recurrent_kernel", "bias", "initial_state")
-    named = dict(zip(names, args, strict=False))
-    named.update(kwargs)
-    named.setdefault("activation", "tanh")
-    named.setdefault("mask", None)
-    named.setdefault("truncate_bptt", None)
-    return named
-
-
-def state_gradients(arguments, states, d_states) -> tf.Tensor:
-    """G(n) = dLoss/ds(n) [time, batch, units] from bptt.backward_recursion.
-
-    Same derivative, mask and truncation as the gradient of bptt.recurrence, with
-    `record_state_gradients=True`.
-
-    Args:
-        arguments: (args, kwargs) of the bptt.recurrence call.
-        states: its output [time, batch, units].
-        d_states: dLoss/d(states) from outside the recursion [time, batch, units].
-    """
-    a = _recursion_inputs(arguments)
-    phi = bptt.resolve_activation(a["activation"])
-    recurrent_kernel = a["recurrent_kernel"]
-    previous = tf.concat([a["initial_state"][tf.newaxis], states[:-1]], axis=0)
-    pre_activation = (
-        tf.einsum("tbf,fu->tbu", a["inputs"], a["kernel"])
-        + a["bias"]
-        + tf.einsum("tbu,uv->tbv", previous, recurrent_kernel)
-    )
-    derivative = bptt.activation_derivative(phi, pre_activation, states)
-    mask_float = None
-    if a["mask"] is not None:
-        mask_float = tf.cast(tf.expand_dims(tf.cast(a["mask"], tf.bool), -1), derivative.dtype)
-        derivative *= mask_float
-    keep_carry = None
-    if a["truncate_bptt"] is not None:
-        step = tf.range(tf.shape(states)[0])
-        keep = tf.logical_or(step % a["truncate_bptt"] != 0, step == 0)
-        keep_carry = tf.cast(keep, derivative.dtype)
-    _, _, totals = bptt.backward_recursion(
-        d_states, derivative, recurrent_kernel, mask_float, keep_carry,
-        record_state_gradients=True,
-    )
-    return totals
+def _sublayers(layer: keras.layers.Layer) -> list[keras.layers.Layer]:
+    if isinstance(layer, keras.Model):
+        return list(layer.layers)
+    children = []
+    for value in vars(layer).values():
+        if isinstance(value, dict):
+            value = list(value.values())
+        values = value if isinstance(value, (list, tuple)) else [value]
+        children.extend(v for v in values if isinstance(v, keras.layers.Layer))
+    return children
 
 
 # --------------------------------------------------------------------------- report
@@ -253,6 +168,39 @@ def _activation_name(layer: Recurrent) -> str:
     return getattr(layer.activation, "__name__", repr(layer.activation))
 
 
+def _norms_per_step(model, x, y, loss_fn, *, training):
+    """(loss, layer of each recorded call, [time] norms of G(n) per call)."""
+    # Eager on purpose: tracing a graph costs seconds of CPU, more than running the
+    # recursions step by step for sequences of a few hundred steps.
+    inputs = tf.nest.map_structure(tf.convert_to_tensor, x)
+    # Gradients are taken to the float inputs too, so a frozen Recurrent layer's recursion
+    # still runs its backward pass (and so records G(n)).
+    watched = [t for t in tf.nest.flatten(inputs) if t.dtype.is_floating]
+    with tf.GradientTape() as tape:
+        tape.watch(watched)
+        with record_state_gradients() as records:
+            predictions = model(inputs, training=training)
+        value = tf.reduce_mean(tf.cast(loss_fn(y, predictions), tf.float32))
+        penalties = [tf.cast(p, tf.float32) for p in getattr(model, "losses", [])]
+        if penalties:
+            value += tf.add_n(penalties)
+    if not records:
+        raise ConfigError(
+            "no Recurrent layer ran its recursion (an empty sequence?); "
+            "the diagnostics cannot see its states"
+        )
+    # The backward pass of each recursion hands its G(n) to its record.
+    tape.gradient(value, watched + list(model.trainable_variables),
+                  unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    norms = []
+    for record in records:
+        # None: the loss does not depend on this call.
+        totals = record.gradients if record.gradients is not None else tf.zeros_like(record.states)
+        totals = tf.cast(totals, tf.float64)
+        norms.append(tf.norm(tf.reshape(totals, [tf.shape(totals)[0], -1]), axis=1))
+    return value, [record.layer for record in records], norms
+
+
 def gradient_report(
     model: keras.layers.Layer,
     x,
@@ -264,8 +212,8 @@ def gradient_report(
 ) -> dict:
     """Per-step gradient norms, W_s spectra and summaries for every Recurrent layer.
 
-    One forward pass under a tape and one backward pass: dLoss/d(states) of each layer
-    comes from the tape, the recursion through time from bptt.backward_recursion.
+    One forward pass under a tape and one backward pass, during which each Recurrent
+    call's own backward recursion records G(n) (seqapps.layers.state_gradients).
 
     Args:
         model: a Keras model (or layer) holding Recurrent layers at any depth.
@@ -293,41 +241,13 @@ def gradient_report(
     True
     """
     loss_fn = _resolve_loss(model, loss)
-    layers = recurrent_layers(model)
-    if not layers:
+    if not recurrent_layers(model):
         raise invalid_argument("model", getattr(model, "name", model), "a model with a Recurrent layer")
-    called: list[Recurrent] = []
-
-    # Eager on purpose: tracing a graph costs seconds of CPU, more than running the
-    # recursions step by step for sequences of a few hundred steps.
-    def norms_per_step(x, y):
-        with tf.GradientTape(persistent=True) as tape:
-            with _capturing(layers, tape) as captures:
-                predictions = model(x, training=training)
-            value = tf.reduce_mean(tf.cast(loss_fn(y, predictions), tf.float32))
-            penalties = [tf.cast(p, tf.float32) for p in getattr(model, "losses", [])]
-            if penalties:
-                value += tf.add_n(penalties)
-        if not captures:
-            raise ConfigError(
-                "no Recurrent layer ran its recursion through seqapps.layers.bptt.recurrence; "
-                "the diagnostics cannot see its states"
-            )
-        d_states = tape.gradient(
-            value, [c.states for c in captures],
-            unconnected_gradients=tf.UnconnectedGradients.ZERO,
-        )
-        norms = []
-        for capture, d in zip(captures, d_states, strict=True):
-            called.append(capture.layer)
-            totals = tf.cast(state_gradients(capture.arguments, capture.states, d), tf.float64)
-            norms.append(tf.norm(tf.reshape(totals, [tf.shape(totals)[0], -1]), axis=1))
-        return value, norms
-
-    # Diagnosing must not advance a stateful layer's kept state.
-    kept = [(layer.state, layer.state.numpy()) for layer in layers if layer.state is not None]
+    # Diagnosing must not advance a stateful layer's kept state (nor any other
+    # non-trainable variable, such as batch statistics with training=True).
+    kept = [(v, keras.ops.convert_to_numpy(v)) for v in model.non_trainable_variables]
     try:
-        value, all_norms = norms_per_step(x, y)
+        value, called, all_norms = _norms_per_step(model, x, y, loss_fn, training=training)
     finally:
         for variable, saved in kept:
             variable.assign(saved)

@@ -45,9 +45,17 @@ class SequenceModel(keras.Model):
         pooling: str = "mean",
         hidden_units: int = 0,
         augmentation: keras.layers.Layer | dict | None = None,
+        recurrent_layer=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if isinstance(recurrent_layer, str):  # a registered name, as get_config writes it
+            recurrent_layer = keras.saving.get_registered_object(recurrent_layer)
+        if recurrent_layer is not None and not callable(recurrent_layer):
+            raise invalid_argument(
+                "recurrent_layer", recurrent_layer, "None, a layer class or a callable returning a layer"
+            )
+        self.recurrent_layer = recurrent_layer
         if not isinstance(num_layers, int) or num_layers < 1:
             raise invalid_argument("num_layers", num_layers, "an integer >= 1")
         if isinstance(frontend, dict):
@@ -68,14 +76,17 @@ class SequenceModel(keras.Model):
         self.pooling = pooling
         self.hidden_units = hidden_units
         self.normalization = FeatureNormalization(name="normalization")
+        make_layer = Recurrent if recurrent_layer is None else recurrent_layer
+        # truncate_bptt only when set, so keras' own RNN layers work as factories.
+        truncation = {} if truncate_bptt is None else {"truncate_bptt": truncate_bptt}
         self.recurrent_layers = [
-            Recurrent(
+            make_layer(
                 units,
                 activation=activation,
                 recurrent_initializer=recurrent_initializer,
-                truncate_bptt=truncate_bptt,
                 return_sequences=True,
                 name=f"recurrent_{i}",
+                **truncation,
             )
             for i in range(num_layers)
         ]
@@ -207,7 +218,22 @@ class SequenceModel(keras.Model):
             "augmentation": None
             if self.augmentation is None
             else keras.saving.serialize_keras_object(self.augmentation),
+            **self._recurrent_layer_config(),
         }
+
+    def _recurrent_layer_config(self) -> dict:
+        """{} for the default Recurrent (so older .keras files and new ones look alike),
+        else the factory's registered name."""
+        if self.recurrent_layer is None:
+            return {}
+        name = keras.saving.get_registered_name(self.recurrent_layer)
+        if keras.saving.get_registered_object(name) is not self.recurrent_layer:
+            raise invalid_argument(
+                "recurrent_layer", self.recurrent_layer,
+                "a class registered with keras.saving.register_keras_serializable "
+                "for the model to be saved",
+            )
+        return {"recurrent_layer": name}
 
     @classmethod
     def from_config(cls, config):
@@ -233,6 +259,11 @@ class SequenceClassifier(SequenceModel):
         pooling, hidden_units: the head (see seqapps.heads).
         augmentation: an optional training-only layer on the normalised features, e.g.
             seqapps.layers.SpecAugment (identity at inference).
+        recurrent_layer: what builds each recurrent layer (default
+            seqapps.layers.Recurrent): a class or callable taking
+            (units, *, activation, recurrent_initializer, return_sequences, name, and
+            truncate_bptt when set), e.g. keras.layers.GRU or functools.partial(
+            Recurrent, implementation="graph"). Saving needs a registered class.
 
     Example:
     >>> import numpy as np

@@ -146,13 +146,9 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         folder = Path(self.backup_dir)
         folder.mkdir(parents=True, exist_ok=True)
         name = f"epoch-{self._current_epoch:05d}.weights.h5"
-        # Keras picks the format from the ".weights.h5" ending, so keep it on the temporary.
-        tmp = folder / f".tmp-{os.getpid()}-{name}"
-        try:
+        # atomic_path keeps the ".weights.h5" ending Keras picks the format from.
+        with atomic_path(folder / name) as tmp:
             self.model.save_weights(str(tmp), overwrite=True)
-            os.replace(tmp, folder / name)
-        finally:
-            tmp.unlink(missing_ok=True)
         write_json(folder / "training_metadata.json",
                    {"epoch": self._current_epoch, "batch": self._last_batch_seen, "weights": name})
         for old in folder.glob("epoch-*.weights.h5"):

@@ -44,10 +44,13 @@ only its final state, the add goes too.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 
 import keras
 import tensorflow as tf
+
+from seqapps.errors import invalid_argument
 
 # phi'(a) written in terms of s = phi(a) for the activations where that is exact, so the
 # backward pass needs no stored pre-activations.
@@ -99,6 +102,41 @@ def activation_derivative(phi: Callable, pre_activation: tf.Tensor, states: tf.T
 # out beat chunks of 16 (0.63 vs 0.82).
 _UNROLL = 32
 _FULL_UNROLL_MAX = 128
+# Steps per input-projection block in bptt_forward.forward_only. Measured (benchmarks/recurrent.py,
+# README "Performance"): projecting 4-8 steps at a time lets the executor compute later
+# blocks on the other core while the recursion runs, instead of one product up front.
+_PROJECTION_BLOCK = 4
+
+
+@contextlib.contextmanager
+def loop_settings(*, unroll: int | None = None, full_unroll_max: int | None = None,
+                  projection_block: int | None = None) -> Iterator[None]:
+    """Within it, graphs traced use other loop layouts (for tests and tuning; same numbers).
+
+    Args:
+        unroll: steps per tf.while_loop iteration (default 32).
+        full_unroll_max: longest known length written out with no loop (default 128; 0
+            sends every length through the loop). Also the longest inference call that
+            takes forward_only.
+        projection_block: steps per input-projection block in forward_only (default 4).
+
+    >>> with loop_settings(unroll=4, full_unroll_max=0):   # the chunked while_loop
+    ...     states = recurrence(tf.ones([9, 1, 1]), tf.ones([1, 1]), tf.zeros([1, 1]),
+    ...                         tf.zeros([1]), tf.zeros([1, 1]), activation="linear")
+    """
+    global _UNROLL, _FULL_UNROLL_MAX, _PROJECTION_BLOCK
+    for name, value, least in (("unroll", unroll, 1), ("full_unroll_max", full_unroll_max, 0),
+                               ("projection_block", projection_block, 1)):
+        if value is not None and (not isinstance(value, int) or value < least):
+            raise invalid_argument(name, value, f"None or an integer >= {least}")
+    previous = _UNROLL, _FULL_UNROLL_MAX, _PROJECTION_BLOCK
+    _UNROLL = previous[0] if unroll is None else unroll
+    _FULL_UNROLL_MAX = previous[1] if full_unroll_max is None else full_unroll_max
+    _PROJECTION_BLOCK = previous[2] if projection_block is None else projection_block
+    try:
+        yield
+    finally:
+        _UNROLL, _FULL_UNROLL_MAX, _PROJECTION_BLOCK = previous
 
 
 def _scan(step_fn, sequences, carry, *, outputs: int, reverse=False, unroll=None):
@@ -323,6 +361,7 @@ def recurrence(
     truncate_bptt: int | None = None,
     final_state_only: bool = False,
     return_final_state: bool = False,
+    on_state_gradients: Callable[[tf.Tensor], None] | None = None,
 ):
     """All states s(1..T) of the recursion, with an explicit BPTT gradient.
 
@@ -339,6 +378,10 @@ def recurrence(
             final state's gradient alone and saves an add per step.
         return_final_state: also return s(T) (s(0) for an empty sequence) as its own
             tensor, whose gradient needs no [time, batch, units] scatter.
+        on_state_gradients: the hook for recording: called in the backward pass with
+            G(n) = dLoss/ds(n) [time, batch, units], the total gradient reaching each
+            state (through the recursion and from outside it); see
+            seqapps.layers.state_gradients.
 
     Returns:
         states [time, batch, units]; with return_final_state, (states, final state).
@@ -369,11 +412,13 @@ def recurrence(
                 derivative = activation_derivative(phi, pre_activation, states)
                 if mask_float is not None:
                     derivative *= mask_float
-            d_pre, d_initial = _backward_loop(
+            d_pre, d_initial, *totals = _backward_loop(
                 None if final_state_only else d_states, recurrent_kernel, d_final=d_final,
                 derivative=derivative, states=states, fused=fused, mask=mask_float,
-                keep_carry=keep_carry,
+                keep_carry=keep_carry, record_state_gradients=on_state_gradients is not None,
             )
+            if on_state_gradients is not None:
+                on_state_gradients(totals[0])
             d_inputs = tf.einsum("tbu,fu->tbf", d_pre, kernel)
             d_kernel = tf.einsum("tbf,tbu->fu", inputs, d_pre)
             # sum_n s(n-1)^T dA(n), split at n = 1 so no shifted copy of the states is made.
@@ -387,42 +432,3 @@ def recurrence(
 
     states, final = _recurrence(inputs, kernel, recurrent_kernel, bias, initial_state)
     return (states, final) if return_final_state else states
-
-
-# Steps per input-projection block in forward_only. Measured (benchmarks/recurrent.py,
-# README "Performance"): projecting 4-8 steps at a time lets the executor compute later
-# blocks on the other core while the recursion runs, instead of one product up front.
-_PROJECTION_BLOCK = 4
-
-
-def forward_only(inputs, kernel, recurrent_kernel, bias, initial_state, *, activation="tanh",
-                 return_sequences=False):
-    """The recursion for inference: batch-major, all steps written out, no custom gradient.
-
-    For a known, short length (at most _FULL_UNROLL_MAX steps) and no mask. The input
-    projection is done in blocks of _PROJECTION_BLOCK steps, which run in parallel with
-    the recursion; nothing is transposed. Differentiating through it works (plain
-    autodiff of the written-out steps), but training steps use `recurrence` or the
-    compiled kernels, whose backward passes are explicit and faster.
-
-    Args:
-        inputs: [batch, time, features], batch-major, time known.
-        kernel, recurrent_kernel, bias, initial_state: W_x, W_s, b, s(0).
-        activation: phi.
-        return_sequences: also stack the states [batch, time, units].
-
-    Returns:
-        (states or None, final state).
-    """
-    phi = resolve_activation(activation)
-    steps, features, units = inputs.shape[1], tf.shape(inputs)[-1], kernel.shape[-1]
-    state, outputs = initial_state, []
-    for start in range(0, steps, _PROJECTION_BLOCK):
-        stop = min(steps, start + _PROJECTION_BLOCK)
-        block = tf.reshape(inputs[:, start:stop], [-1, features])
-        projected = tf.nn.bias_add(tf.matmul(block, kernel), bias)
-        for step_input in tf.unstack(tf.reshape(projected, [-1, stop - start, units]), axis=1):
-            state = phi(step_input + tf.matmul(state, recurrent_kernel))
-            outputs.append(state)
-    states = tf.stack(outputs, axis=1) if return_sequences else None
-    return states, state

@@ -20,8 +20,12 @@ import keras
 import tensorflow as tf
 from tensorflow.python.ops import control_flow_util
 
+from seqapps.errors import invalid_argument
 from seqapps.layers import native
 from seqapps.layers.bptt import resolve_activation
+
+# Recurrent(implementation=...): which loops training steps run.
+IMPLEMENTATIONS = ("auto", "kernels", "graph")
 
 # The activations recurrence_kernels.cc implements, by its attr name.
 _KERNEL_ACTIVATION = {
@@ -39,14 +43,71 @@ def native_ops(activation, dtype):
     without a GPU, outside XLA compilation (which cannot compile custom ops), and when
     seqapps.layers.native could build them.
     """
-    if (
-        resolve_activation(activation) not in _KERNEL_ACTIVATION
-        or tf.as_dtype(dtype) not in (tf.float32, tf.float64)
-        or control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
-        or tf.config.list_logical_devices("GPU")
-    ):
+    return None if in_xla_context() else available_ops(activation, dtype)
+
+
+def unavailable_reason(activation, dtype, *, environment: bool = True) -> str | None:
+    """Why the kernels cannot run for this activation and dtype (XLA aside), or None;
+    with environment=False the layer's configuration alone (not the GPU, not the switch)."""
+    if resolve_activation(activation) not in _KERNEL_ACTIVATION:
+        return f"they implement the activations {sorted(_KERNEL_ACTIVATION.values())} only"
+    if tf.as_dtype(dtype) not in (tf.float32, tf.float64):
+        return f"they run for float32 and float64 only, not {tf.as_dtype(dtype).name}"
+    if not environment:
+        return None
+    if tf.config.list_logical_devices("GPU"):
+        return "they are CPU kernels and this machine has a GPU"
+    if not native.enabled():
+        return f"{native.DISABLE_VARIABLE} switches them off"
+    return None
+
+
+def available_ops(activation, dtype):
+    """native_ops() without the XLA check: what a layer resolves once."""
+    if unavailable_reason(activation, dtype) is not None:
         return None
     return native.load()
+
+
+def in_xla_context() -> bool:
+    """True while tracing for XLA compilation (jit_compile=True), which cannot run custom ops."""
+    return control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
+
+
+def check_implementation(implementation, activation, dtype, *, normalize_preactivation=False):
+    """Raise ConfigError when a layer so configured cannot have `implementation`."""
+    if implementation not in IMPLEMENTATIONS:
+        raise invalid_argument("implementation", implementation, f"one of {IMPLEMENTATIONS}")
+    if implementation != "kernels":
+        return
+    reason = "they implement the plain recursion only" if normalize_preactivation else None
+    reason = reason or unavailable_reason(activation, dtype, environment=False)
+    if reason is not None:
+        raise invalid_argument("implementation", implementation,
+                               f'"auto" or "graph" here: the compiled kernels cannot run ({reason})')
+
+
+def check_call(implementation, *, mask=None):
+    """Raise ConfigError for a call the asked-for kernels cannot run (masks, XLA)."""
+    if implementation == "kernels" and (mask is not None or in_xla_context()):
+        raise invalid_argument(
+            "implementation", implementation,
+            '"auto" or "graph" for calls with a mask or under XLA (jit_compile=True), '
+            "where the compiled kernels cannot run",
+        )
+
+
+def resolve_kernels(implementation, activation, dtype):
+    """What the layer's training steps run, decided once: the kernel module or None (the
+    graph loops). "auto" falls back to None; "kernels" that cannot run raise ConfigError."""
+    if implementation == "graph":
+        return None
+    ops = available_ops(activation, dtype)
+    if ops is None and implementation == "kernels":
+        reason = unavailable_reason(activation, dtype) or "they could not be built, see the warning above"
+        raise invalid_argument("implementation", implementation,
+                               f'"auto" or "graph" here: the compiled kernels cannot run ({reason})')
+    return ops
 
 
 def native_recurrence(ops, inputs, kernel, recurrent_kernel, bias, initial_state, *,

@@ -29,6 +29,8 @@ gradients (and dgamma = sum dz * x̂, dbeta = sum dz) are single products after 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import tensorflow as tf
 
 from seqapps.layers.bptt import _project, _scan, activation_derivative, resolve_activation
@@ -47,6 +49,7 @@ def normalized_recurrence(
     mask: tf.Tensor | None = None,
     truncate_bptt: int | None = None,
     epsilon: float = 1e-3,
+    on_state_gradients: Callable[[tf.Tensor], None] | None = None,
 ) -> tf.Tensor:
     """All states s(1..T) with a(n) layer-normalised; time-major like bptt.recurrence.
 
@@ -56,6 +59,8 @@ def normalized_recurrence(
         gamma, beta: [units] scale and offset of the normalised a(n).
         activation, mask, truncate_bptt: as in bptt.recurrence.
         epsilon: added to the variance.
+        on_state_gradients: the recording hook of bptt.recurrence: called in the
+            backward pass with G(n) = dLoss/ds(n) [time, batch, units].
 
     Returns:
         states [time, batch, units].
@@ -103,11 +108,13 @@ def normalized_recurrence(
                 d_a = r * (d_x_hat - tf.reduce_mean(d_x_hat, -1, keepdims=True)
                            - x_hat * tf.reduce_mean(d_x_hat * x_hat, -1, keepdims=True))
                 new_carry = (tf.matmul(d_a, transposed) + (1.0 - m) * total) * keep_n
-                return new_carry, (d_a, d_z)
+                return new_carry, (d_a, d_z, total)
 
-            d_initial, (d_pre, d_z) = _scan(
-                backward, backward_sequences, tf.zeros_like(initial_state), outputs=2, reverse=True
+            d_initial, (d_pre, d_z, totals) = _scan(
+                backward, backward_sequences, tf.zeros_like(initial_state), outputs=3, reverse=True
             )
+            if on_state_gradients is not None:
+                on_state_gradients(totals)
             previous = tf.concat([initial_state[tf.newaxis], states[:-1]], axis=0)
             return (
                 tf.einsum("tbu,fu->tbf", d_pre, kernel),

@@ -30,6 +30,8 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from seqapps.atomic import atomic_path
+
 SOURCE = Path(__file__).with_name("recurrence_kernels.cc")
 DISABLE_VARIABLE = "SEQAPPS_NATIVE_KERNELS"
 CACHE_VARIABLE = "SEQAPPS_KERNEL_CACHE"
@@ -98,21 +100,16 @@ def build(*, force: bool = False) -> Path:
     # A first training step that sits silent for a minute looks hung: say why.
     print(f"seqapps: compiling the Recurrent layer's training kernels into {target.parent} "
           "(once per TensorFlow version and CPU, about a minute)", file=sys.stderr, flush=True)
-    fd, partial = tempfile.mkstemp(prefix=target.stem + ".", suffix=".so.partial", dir=target.parent)
-    os.close(fd)
-    command = compile_command(Path(partial))
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=COMPILE_SECONDS)
-        if done.returncode != 0:
-            tail = "\n".join(line for line in done.stderr.splitlines() if "error" in line)[-2000:]
-            raise RuntimeError(f"building {SOURCE.name} failed ({command[0]} exit "
-                               f"{done.returncode}):\n{tail or done.stderr[-2000:]}")
-        os.replace(partial, target)
+        with atomic_path(target) as partial:
+            command = compile_command(partial)
+            done = subprocess.run(command, capture_output=True, text=True, timeout=COMPILE_SECONDS)
+            if done.returncode != 0:
+                tail = "\n".join(line for line in done.stderr.splitlines() if "error" in line)[-2000:]
+                raise RuntimeError(f"building {SOURCE.name} failed ({command[0]} exit "
+                                   f"{done.returncode}):\n{tail or done.stderr[-2000:]}")
     except (OSError, subprocess.TimeoutExpired) as error:
         raise RuntimeError(f"building {SOURCE.name} failed: {error}") from error
-    finally:
-        if os.path.exists(partial):
-            os.unlink(partial)
     return target
 
 

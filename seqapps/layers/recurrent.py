@@ -3,43 +3,36 @@
     a(n) = x(n) W_x + s(n-1) W_s + b,   s(n) = phi(a(n)),   s(0) given (zeros by default)
 
 The layer owns its time loop (it is not a cell inside keras.layers.RNN) and its backward
-pass: in training steps the compiled kernels of seqapps.layers.bptt_native where they
-run, otherwise (inference, export, masks, XLA, other dtypes) TF graph loops
-(seqapps.layers.bptt). Both compute the same numbers. Weights are named as in
+pass. `implementation` chooses it once, as keras.layers.LSTM(use_cudnn=...) does: in
+training steps the compiled kernels of seqapps.layers.bptt_native ("kernels", or "auto"
+where they run), otherwise TF graph loops (seqapps.layers.bptt, "graph"; always for
+inference, export, masks, XLA, other dtypes). Both compute the same numbers. Weights are named as in
 keras.layers.SimpleRNN (`kernel`, `recurrent_kernel`, `bias`), so weights copy across
 with set_weights.
 """
 
 from __future__ import annotations
 
-import contextlib
-
 import keras
 import tensorflow as tf
 
 from seqapps.errors import invalid_argument
 from seqapps.layers import bptt
-from seqapps.layers.bptt import forward_only, recurrence, resolve_activation
-from seqapps.layers.bptt_native import native_ops, native_recurrence
+from seqapps.layers.bptt import recurrence, resolve_activation
+from seqapps.layers.bptt_forward import forward_only
+from seqapps.layers.bptt_native import (
+    check_call,
+    check_implementation,
+    in_xla_context,
+    native_recurrence,
+    resolve_kernels,
+)
 from seqapps.layers.bptt_normalized import normalized_recurrence
 from seqapps.layers.initializers import SpectralRadius
+from seqapps.layers.state_gradients import StateGradientRecord, active_records
 
 _NOT_ELEMENTWISE = ("softmax", "log_softmax")
-
-
-_recurrence_only = False
-
-
-@contextlib.contextmanager
-def recurrence_only():
-    """Within it, every call runs bptt.recurrence: no compiled training kernels and no
-    bptt.forward_only. seqapps.diagnostics records that function's calls."""
-    global _recurrence_only
-    previous, _recurrence_only = _recurrence_only, True
-    try:
-        yield
-    finally:
-        _recurrence_only = previous
+_UNRESOLVED = object()
 
 
 def _recurrent_initializer(value):
@@ -86,6 +79,11 @@ class Recurrent(keras.layers.Layer):
             z(n) = gamma * (a - mean(a)) / sqrt(var(a) + 1e-3) + beta, s(n) = phi(z(n));
             its BPTT is explicit too (seqapps.layers.bptt_normalized).
         seed: seed of the dropout noise.
+        implementation: training steps run "kernels" (compiled CPU kernels, an error
+            where they cannot run), "graph" (TF graph loops) or "auto" (kernels where they
+            run; SEQAPPS_NATIVE_KERNELS=0 makes it "graph"), resolved once. Inference, and
+            so export, and calls within state_gradients.record_state_gradients() (whose
+            backward pass records dLoss/ds(n)) always run TF graph ops.
 
     Call arguments:
         inputs: [batch, time, features].
@@ -135,6 +133,7 @@ class Recurrent(keras.layers.Layer):
         truncate_bptt: int | None = None,
         normalize_preactivation: bool = False,
         seed: int | None = None,
+        implementation: str = "auto",
         **kwargs,
     ):
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
@@ -175,6 +174,10 @@ class Recurrent(keras.layers.Layer):
         self.truncate_bptt = truncate_bptt
         self.normalize_preactivation = bool(normalize_preactivation)
         self.seed = seed
+        self.implementation = implementation
+        check_implementation(implementation, self._phi, self.compute_dtype,
+                             normalize_preactivation=normalize_preactivation)
+        self._training_ops = _UNRESOLVED
         self.seed_generator = keras.random.SeedGenerator(seed) if dropout else None
         self.supports_masking = True
         self.state = None
@@ -306,10 +309,13 @@ class Recurrent(keras.layers.Layer):
             else tf.zeros([self.units], dtype)
         )
         weights = (kernel, recurrent_kernel, bias, initial_state)
-        # Compiled loops in training steps only: graphs traced for inference, and so the
-        # SavedModels exported for TF Serving, hold standard TF ops alone.
-        plain = mask is None and not self.normalize_preactivation and not _recurrence_only
-        ops = native_ops(self._phi, dtype) if training and plain else None
+        records = active_records()
+        plain = mask is None and not self.normalize_preactivation and records is None
+        ops = None
+        if training and records is None and not self.normalize_preactivation and (
+            mask is None or self.implementation == "kernels"  # which raises for a mask
+        ):
+            ops = self._kernels_for_this_call(mask)
         steps = inputs.shape[1]
         # Inference on a short sequence of known length: the forward pass alone (not with
         # truncate_bptt, whose gradient a caller may still take).
@@ -331,7 +337,10 @@ class Recurrent(keras.layers.Layer):
                 )
             outputs = states if self.return_sequences else final_state
         else:
-            states, final_state = self._graph_recursion(inputs, mask, weights, batch)
+            record = None if records is None else StateGradientRecord(self)
+            states, final_state = self._graph_recursion(inputs, mask, weights, batch, record)
+            if record is not None and record.states is not None:
+                records.append(record)
             outputs = tf.transpose(states, [1, 0, 2]) if self.return_sequences else final_state
 
         if self.stateful:
@@ -340,8 +349,18 @@ class Recurrent(keras.layers.Layer):
             return outputs, final_state
         return outputs
 
-    def _graph_recursion(self, inputs, mask, weights, batch):
-        """(time-major states, final state) from the TF graph loops of bptt."""
+    def _kernels_for_this_call(self, mask):
+        """The compiled kernels for a training call, or None for the graph loops. Resolved
+        once, on the first training call (when the kernels are loaded, or built: about a
+        minute the first time on a machine); only XLA tracing and masks are per call."""
+        check_call(self.implementation, mask=mask)
+        if self._training_ops is _UNRESOLVED:
+            self._training_ops = resolve_kernels(self.implementation, self._phi, self.compute_dtype)
+        return None if in_xla_context() else self._training_ops
+
+    def _graph_recursion(self, inputs, mask, weights, batch, record=None):
+        """(time-major states, final state) from the TF graph loops of bptt; `record`
+        (a StateGradientRecord or None) gets the states and, in the backward pass, G(n)."""
         kernel, recurrent_kernel, bias, initial_state = weights
         dtype = self.compute_dtype
         time_major = tf.transpose(inputs, [1, 0, 2])
@@ -366,6 +385,7 @@ class Recurrent(keras.layers.Layer):
                 activation=self._phi,
                 mask=mask,
                 truncate_bptt=self.truncate_bptt,
+                on_state_gradients=None if record is None else record.set_gradients,
             )
         else:
             states, final_state = recurrence(
@@ -379,7 +399,10 @@ class Recurrent(keras.layers.Layer):
                 truncate_bptt=self.truncate_bptt,
                 final_state_only=not self.return_sequences,
                 return_final_state=True,
+                on_state_gradients=None if record is None else record.set_gradients,
             )
+        if record is not None and time_major.shape[0] != 0:
+            record.states = states
         if final_state is None:
             final_state = bptt.final_state(states, initial_state)
         return states, final_state
@@ -422,5 +445,6 @@ class Recurrent(keras.layers.Layer):
             "truncate_bptt": self.truncate_bptt,
             "normalize_preactivation": self.normalize_preactivation,
             "seed": self.seed,
+            "implementation": self.implementation,
         }
         return {**super().get_config(), **config}

@@ -14,6 +14,7 @@ import soundfile as sf
 
 import pipelines.audio as audio
 from pipelines.audio import audio_dataset, build_cache, decode_files, load_audio
+from pipelines.cache import MANIFEST
 from pipelines.report import BadInputReport
 from pipelines.sources import DataSource, Example, from_directory, from_manifest
 from pipelines.synthetic_audio import CLASS_NAMES, write_synthetic_audio
@@ -226,17 +227,19 @@ def test_a_killed_build_leaves_nothing_trusted(tmp_path, clips, monkeypatch):
         build_cache(clips, cache_dir=cache, sample_rate=SR)
     monkeypatch.undo()
     assert not list(cache.glob("audio-*"))  # no final folder appeared
-    # a leftover from a run killed by the OS (no cleanup possible) and a final-looking
-    # folder without meta.json are both ignored
+    # a leftover from a run killed by the OS (no cleanup possible; named as
+    # seqapps.atomic names temporaries, by a process that no longer runs) and a
+    # final-looking folder without a manifest are both ignored
     key = audio.cache_key(clips, sample_rate=SR)
-    (cache / f".tmp-audio-{key}-999999999-deadbeef").mkdir()
+    leftover = cache / f".tmp-999999999-deadbeef-audio-{key}"
+    leftover.mkdir()
     (cache / f"audio-{key}").mkdir()
     (cache / f"audio-{key}" / "shard-00000.tfrecord").write_bytes(b"garbage")
     calls = _counting(monkeypatch)
     folder, meta = build_cache(clips, cache_dir=cache, sample_rate=SR)
     assert len(calls) == 5 and not meta["hit"]
-    assert not (cache / f".tmp-audio-{key}-999999999-deadbeef").exists()
-    assert (folder / "meta.json").is_file()
+    assert not leftover.exists()
+    assert (folder / MANIFEST).is_file()
 
 
 def test_cache_hit_reports_the_bad_files_again(tmp_path, clips, bad_files):

@@ -40,7 +40,12 @@ def _unrolled(tape, inputs, layer, phi, *, mask=None, initial=None):
         previous = state
         if layer.truncate_bptt and n > 0 and n % layer.truncate_bptt == 0:
             previous = tf.stop_gradient(state)
-        new = phi(x_n @ kernel + previous @ recurrent_kernel + bias)
+        a = x_n @ kernel + previous @ recurrent_kernel + bias
+        if layer.normalize_preactivation:  # Ba et al. 2016, epsilon 1e-3 as the layer
+            mean, variance = tf.nn.moments(a, axes=[-1], keepdims=True)
+            a = _f64(layer.preactivation_gamma) * (a - mean) / tf.sqrt(variance + 1e-3) + _f64(
+                layer.preactivation_beta)
+        new = phi(a)
         state = new if mask is None else tf.where(mask[n], new, previous)
         tape.watch(state)
         states.append(state)
@@ -243,3 +248,38 @@ def test_a_saved_and_loaded_model_gives_the_same_report_and_shared_layers_appear
     ]
     for a, b in zip(before["layers"], after["layers"], strict=True):
         np.testing.assert_allclose(a["gradient_norms"], b["gradient_norms"], rtol=1e-6)
+
+
+def test_normalized_preactivation_norms_match_unrolled_reference():
+    """Layers with normalize_preactivation record G(n) through their own backward recursion."""
+    batch, steps, features, units = 2, 9, 3, 4
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(batch, steps, features)).astype("float32")
+    y = rng.normal(size=(batch, 1)).astype("float32")
+    layer = Recurrent(units, normalize_preactivation=True)
+    head = keras.layers.Dense(1)
+    model = keras.Sequential([keras.Input((steps, features)), layer, head])
+    layer.preactivation_gamma.assign(rng.uniform(0.5, 1.5, size=units).astype("float32"))
+    layer.preactivation_beta.assign(rng.normal(size=units).astype("float32") * 0.1)
+
+    report = gradient_report(model, x, y, loss="mse")
+
+    x64 = tf.constant(x, tf.float64)
+    with tf.GradientTape(persistent=True) as tape:
+        states = _unrolled(tape, [x64[:, n] for n in range(steps)], layer, tf.tanh)
+        prediction = states[-1] @ _f64(head.kernel) + _f64(head.bias)
+        loss = tf.reduce_mean(tf.square(prediction - tf.constant(y, tf.float64)))
+    want = _norms(tape.gradient(loss, states))
+    np.testing.assert_allclose(report["layers"][0]["gradient_norms"], want, rtol=2e-4)
+    assert 0 < want[0] < want[-1]  # the gradient reaches step 1, smaller than at step T
+
+
+def test_recording_patches_nothing_and_leaves_the_layer_as_it_was():
+    from seqapps.layers import recurrent as recurrent_module
+
+    layer = Recurrent(3)
+    model = _many_to_one(layer, 6)
+    functions = (recurrent_module.recurrence, type(layer).call)
+    gradient_report(model, np.ones((2, 6, 1), "float32"), np.ones((2, 1), "float32"), loss="mse")
+    assert (recurrent_module.recurrence, type(layer).call) == functions
+    assert "call" not in vars(layer)

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from seqapps.errors import ConfigError
 from seqapps.layers import Recurrent, native
-from seqapps.layers import recurrent as recurrent_module
 from seqapps.layers.bptt_native import native_ops
 
 RNG = np.random.default_rng(11)
@@ -32,14 +32,13 @@ def ops():
     return tf.load_op_library(str(native.build()))  # raises with the compiler's reason
 
 
-@pytest.fixture
-def graph_loops(monkeypatch):
-    """Within the fixture, the layer runs its TF graph loops in training too."""
-
-    def use_graph():
-        monkeypatch.setattr(recurrent_module, "native_ops", lambda *args: None)
-
-    return use_graph
+def _graph_twin(layer):
+    """The same layer (config and weights) with implementation="graph": TF graph loops
+    in training too."""
+    twin = Recurrent.from_config({**layer.get_config(), "implementation": "graph"})
+    twin.build((None, None, layer.kernel.shape[0]))
+    twin.set_weights(layer.get_weights())
+    return twin
 
 
 def _layer(units, features, dtype="float32", **kwargs):
@@ -82,39 +81,36 @@ def _uses_kernels(fn, *args) -> bool:
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 @pytest.mark.parametrize("return_sequences", [True, False])
 @pytest.mark.parametrize("go_backwards", [False, True])
-def test_training_step_equals_graph_loops_in_float64(ops, graph_loops, activation,
+def test_training_step_equals_graph_loops_in_float64(ops, activation,
                                                      return_sequences, go_backwards):
     x = RNG.standard_normal((5, 9, 3))
     s0 = tf.constant(RNG.standard_normal((5, 4)) * 0.3)
     layer = _layer(4, 3, "float64", activation=activation, return_sequences=return_sequences,
                    go_backwards=go_backwards, return_state=True)
     native_result = _run(layer, x, initial_state=s0)
-    graph_loops()
-    graph_result = _run(layer, x, initial_state=s0)
+    graph_result = _run(_graph_twin(layer), x, initial_state=s0)
     for a, b in zip(native_result, graph_result, strict=True):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("batch, steps", [(1, 1), (3, 1), (2, 5), (5, 2), (33, 4)])
 @pytest.mark.parametrize("return_sequences", [True, False])
-def test_odd_shapes_equal_graph_loops(ops, graph_loops, batch, steps, return_sequences):
+def test_odd_shapes_equal_graph_loops(ops, batch, steps, return_sequences):
     """One step, one row, and batches that split unevenly between threads: dW_s sums
     over the seams between sequences correctly."""
     x = RNG.standard_normal((batch, steps, 2))
     layer = _layer(3, 2, "float64", return_sequences=return_sequences, return_state=True)
     native_result = _run(layer, x)
-    graph_loops()
-    for a, b in zip(native_result, _run(layer, x), strict=True):
+    for a, b in zip(native_result, _run(_graph_twin(layer), x), strict=True):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("k", [1, 3, 20])
-def test_truncated_bptt_equals_graph_loops(ops, graph_loops, k):
+def test_truncated_bptt_equals_graph_loops(ops, k):
     x = RNG.standard_normal((3, 10, 2))
     layer = _layer(3, 2, "float64", return_sequences=True, return_state=True, truncate_bptt=k)
     native_result = _run(layer, x)
-    graph_loops()
-    for a, b in zip(native_result, _run(layer, x), strict=True):
+    for a, b in zip(native_result, _run(_graph_twin(layer), x), strict=True):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-10, atol=1e-12)
 
 
@@ -200,21 +196,21 @@ def test_fallbacks_run_the_graph_loops(ops):
         np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5)
 
 
-def test_model_fit_with_kernels_equals_fit_with_graph_loops(ops, graph_loops):
+def test_model_fit_with_kernels_equals_fit_with_graph_loops(ops):
     x = RNG.standard_normal((32, 15, 3))
     y = RNG.standard_normal((32, 2))
 
-    def fitted_weights():
+    def fitted_weights(implementation):
         keras.utils.set_random_seed(0)
         model = keras.Sequential([keras.Input((15, 3), dtype="float64"),
-                                  Recurrent(5, dtype="float64"), keras.layers.Dense(2, dtype="float64")])
+                                  Recurrent(5, dtype="float64", implementation=implementation),
+                                  keras.layers.Dense(2, dtype="float64")])
         model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
         model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
         return model.get_weights()
 
-    native_weights = fitted_weights()
-    graph_loops()
-    for a, b in zip(native_weights, fitted_weights(), strict=True):
+    native_weights = fitted_weights("kernels")
+    for a, b in zip(native_weights, fitted_weights("graph"), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
 
 
@@ -254,7 +250,7 @@ def test_unbuildable_kernels_warn_once_and_the_layer_still_trains(tmp_path, monk
             assert native.load() is None
         messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
         assert len(messages) == 1 and "recurrence_kernels.cc" in messages[0], messages
-        assert not list(tmp_path.glob("*.partial")), "a failed build leaves no partial file"
+        assert not list(tmp_path.iterdir()), "a failed build leaves no partial file"
 
         layer = _layer(3, 2)
         x = tf.constant(RNG.standard_normal((2, 4, 2)).astype("float32"))
@@ -278,3 +274,33 @@ def test_switched_off_by_environment(monkeypatch):
     monkeypatch.setenv(native.DISABLE_VARIABLE, "0")
     assert native.load() is None
     assert native_ops("tanh", tf.float32) is None
+    # "auto" resolves to the graph loops; asking for the kernels says why they cannot run.
+    x = tf.constant(RNG.standard_normal((2, 4, 3)).astype("float32"))
+    layer = _layer(4, 3)
+    assert not _uses_kernels(lambda v: layer(v, training=True), x)
+    kernels = _layer(4, 3, implementation="kernels")
+    assert kernels(x).shape == (2, 4)  # inference never needs them
+    with pytest.raises(ConfigError, match=native.DISABLE_VARIABLE):
+        kernels(x, training=True)
+
+
+def test_implementation_is_one_public_argument(ops):
+    x = tf.constant(RNG.standard_normal((2, 5, 3)).astype("float32"))
+    for implementation, expected in (("auto", True), ("kernels", True), ("graph", False)):
+        layer = _layer(4, 3, implementation=implementation)
+        assert _uses_kernels(lambda v, layer=layer: layer(v, training=True), x) is expected
+        assert not _uses_kernels(lambda v, layer=layer: layer(v, training=False), x)
+        restored = Recurrent.from_config(layer.get_config())
+        assert restored.implementation == implementation
+    # Asked-for kernels that cannot run are an error naming the argument, not a fallback.
+    with pytest.raises(ConfigError, match="`implementation`.*activations"):
+        Recurrent(4, activation="softplus", implementation="kernels")
+    with pytest.raises(ConfigError, match="`implementation`.*plain recursion"):
+        Recurrent(4, normalize_preactivation=True, implementation="kernels")
+    with pytest.raises(ConfigError, match="`implementation`.*float32"):
+        Recurrent(4, dtype="bfloat16", implementation="kernels")
+    kernels = _layer(4, 3, implementation="kernels")
+    with pytest.raises(ConfigError, match="mask"):
+        kernels(x, training=True, mask=tf.ones([2, 5], tf.bool))
+    with pytest.raises(ConfigError, match="`implementation` must be one of"):
+        Recurrent(4, implementation="cudnn")

@@ -17,7 +17,6 @@ import scipy.signal
 import tensorflow as tf
 
 from seqapps.layers import Recurrent, SpectralRadius
-from seqapps.layers import recurrent as recurrent_module
 
 RNG = np.random.default_rng(0)
 
@@ -26,9 +25,9 @@ def _x(batch=3, steps=6, features=4, dtype="float32"):
     return RNG.standard_normal((batch, steps, features)).astype(dtype)
 
 
-def _twins(units=5, features=4, **kwargs):
+def _twins(units=5, features=4, *, implementation="auto", **kwargs):
     """A Recurrent and a SimpleRNN built on the same input size with the same weights."""
-    ours = Recurrent(units, **kwargs)
+    ours = Recurrent(units, implementation=implementation, **kwargs)
     ref = keras.layers.SimpleRNN(units, **kwargs)
     ours.build((None, None, features))
     ref.build((None, None, features))
@@ -63,10 +62,10 @@ PATHS = ["inference", "training_graph_loops", "training_kernels"]
 
 
 @pytest.fixture(params=PATHS)
-def layer_path(request, monkeypatch):
-    if request.param == "training_graph_loops":
-        monkeypatch.setattr(recurrent_module, "native_ops", lambda *args: None)
-    return {"training": request.param != "inference"}
+def layer_path(request):
+    """The `implementation` the layer is built with and the `training` flag of its call."""
+    implementation = "graph" if request.param == "training_graph_loops" else "auto"
+    return {"implementation": implementation, "training": request.param != "inference"}
 
 
 @pytest.mark.parametrize("activation", ["tanh", "relu"])
@@ -74,11 +73,12 @@ def layer_path(request, monkeypatch):
 @pytest.mark.parametrize("go_backwards", [False, True])
 def test_outputs_and_gradients_equal_simple_rnn(activation, return_sequences, go_backwards,
                                                 layer_path):
-    ours, ref = _twins(activation=activation, return_sequences=return_sequences, go_backwards=go_backwards)
+    ours, ref = _twins(activation=activation, return_sequences=return_sequences,
+                       go_backwards=go_backwards, implementation=layer_path["implementation"])
     x = _x()
     s0 = tf.constant(RNG.standard_normal((3, 5)).astype("float32"))
-    y_ours, g_ours = _outputs_and_grads(ours, x, initial_state=s0, **layer_path)
-    y_ref, g_ref = _outputs_and_grads(ref, x, initial_state=s0, **layer_path)
+    y_ours, g_ours = _outputs_and_grads(ours, x, initial_state=s0, training=layer_path["training"])
+    y_ref, g_ref = _outputs_and_grads(ref, x, initial_state=s0, training=layer_path["training"])
     np.testing.assert_allclose(y_ours, y_ref, atol=1e-5)
     assert len(g_ours) == 5  # x, s0, kernel, recurrent_kernel, bias
     for g1, g2 in zip(g_ours, g_ref, strict=True):
@@ -468,3 +468,12 @@ def test_empty_sequence_keeps_the_state_and_differentiates():
     grad = tape.gradient(loss, layer.initial_state)
     np.testing.assert_allclose(grad, [2.0, 2.0, 2.0])  # d/ds0 of the sum over a batch of 2
     assert Recurrent(3, return_sequences=True)(empty).shape == (2, 0, 3)
+
+
+def test_implementation_round_trips_and_old_configs_without_it_load():
+    layer = Recurrent(3, implementation="graph")
+    config = layer.get_config()
+    assert config["implementation"] == "graph"
+    assert Recurrent.from_config(config).implementation == "graph"
+    del config["implementation"]  # as in a .keras file written before the argument existed
+    assert Recurrent.from_config(config).implementation == "auto"

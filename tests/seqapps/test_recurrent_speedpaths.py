@@ -4,9 +4,9 @@ The time loops run written out in the graph (short static lengths), as a tf.whil
 over chunks of steps with the leftover steps written out (long static lengths), or with
 the leftover steps in a plain loop (unknown lengths). The backward pass uses one fused op
 per step for tanh / sigmoid / relu / linear and, for return_sequences=False, starts from
-the final state's gradient alone. Each path is forced here with bptt's loop knobs, in
-training steps with the compiled kernels off (tests/seqapps/test_native_kernels.py
-covers those).
+the final state's gradient alone. Each path is forced here with bptt.loop_settings, in
+training steps of layers built with implementation="graph" (tests/seqapps/
+test_native_kernels.py covers the compiled kernels).
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import pytest
 import tensorflow as tf
 
 from seqapps.layers import Recurrent, bptt
-from seqapps.layers import recurrent as recurrent_module
 
 RNG = np.random.default_rng(3)
 
@@ -27,17 +26,16 @@ PATHS = {"written_out": (32, 128), "chunked": (4, 0), "leftover_only": (16, 0)}
 
 
 @pytest.fixture(params=sorted(PATHS))
-def loop_path(request, monkeypatch):
+def loop_path(request):
     """Training steps through the TF graph loops (not the compiled kernels), one path each."""
     unroll, full = PATHS[request.param]
-    monkeypatch.setattr(bptt, "_UNROLL", unroll)
-    monkeypatch.setattr(bptt, "_FULL_UNROLL_MAX", full)
-    monkeypatch.setattr(recurrent_module, "native_ops", lambda *args: None)
-    return request.param
+    with bptt.loop_settings(unroll=unroll, full_unroll_max=full):
+        yield request.param
 
 
 def _twins(units=5, features=4, **kwargs):
-    ours = Recurrent(units, **kwargs)
+    """Recurrent (TF graph loops in training too) and SimpleRNN with the same weights."""
+    ours = Recurrent(units, implementation="graph", **kwargs)
     ref = keras.layers.SimpleRNN(units, **kwargs)
     ours.build((None, None, features))
     ref.build((None, None, features))
@@ -81,8 +79,7 @@ def test_every_loop_path_with_mask_and_go_backwards_equals_simple_rnn(loop_path,
 
 
 @pytest.mark.parametrize("steps", [1, 3, 8, 11, 21])
-def test_unknown_length_in_one_traced_graph_equals_simple_rnn(monkeypatch, steps):
-    monkeypatch.setattr(bptt, "_UNROLL", 4)
+def test_unknown_length_in_one_traced_graph_equals_simple_rnn(steps):
     ours, ref = _twins(return_sequences=False)
 
     @tf.function(input_signature=[tf.TensorSpec([None, None, 4], tf.float32)])
@@ -93,7 +90,8 @@ def test_unknown_length_in_one_traced_graph_equals_simple_rnn(monkeypatch, steps
         return ours(x), tape.gradient(loss, [x] + ours.trainable_weights)
 
     x = RNG.standard_normal((2, steps, 4)).astype("float32")
-    y, grads = graph(tf.constant(x))
+    with bptt.loop_settings(unroll=4):
+        y, grads = graph(tf.constant(x))
     x_ref = tf.constant(x)
     with tf.GradientTape() as tape:
         tape.watch(x_ref)
@@ -104,9 +102,7 @@ def test_unknown_length_in_one_traced_graph_equals_simple_rnn(monkeypatch, steps
         np.testing.assert_allclose(a, b, atol=1e-5)
 
 
-def test_chunked_path_under_xla_equals_simple_rnn(monkeypatch):
-    monkeypatch.setattr(bptt, "_UNROLL", 4)
-    monkeypatch.setattr(bptt, "_FULL_UNROLL_MAX", 0)
+def test_chunked_path_under_xla_equals_simple_rnn():
     ours, ref = _twins(return_sequences=True)
     x = tf.constant(RNG.standard_normal((2, 10, 4)).astype("float32"))
 
@@ -116,16 +112,16 @@ def test_chunked_path_under_xla_equals_simple_rnn(monkeypatch):
             loss = tf.reduce_sum(y * y)
         return y, tape.gradient(loss, layer.trainable_weights)
 
-    y, grads = tf.function(step, jit_compile=True)(ours)
+    with bptt.loop_settings(unroll=4, full_unroll_max=0):
+        y, grads = tf.function(step, jit_compile=True)(ours)
     y_ref, grads_ref = step(ref)
     np.testing.assert_allclose(y, y_ref, atol=1e-5)
     for a, b in zip(grads, grads_ref, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-5)
 
 
-def test_final_state_gradient_with_return_state_equals_simple_rnn(monkeypatch):
+def test_final_state_gradient_with_return_state_equals_simple_rnn():
     # return_sequences=False, return_state=True: both outputs are s(T), both carry gradient.
-    monkeypatch.setattr(recurrent_module, "native_ops", lambda *args: None)
     ours, ref = _twins(return_state=True)
     x = tf.constant(RNG.standard_normal((3, 7, 4)).astype("float32"))
     results = []
@@ -138,12 +134,10 @@ def test_final_state_gradient_with_return_state_equals_simple_rnn(monkeypatch):
 
 
 @pytest.mark.parametrize("path", sorted(PATHS))
-def test_recorded_state_gradients_equal_tape_gradients_of_each_state(monkeypatch, path):
+def test_recorded_state_gradients_equal_tape_gradients_of_each_state(path):
     """G(n) from backward_recursion against the tape's total gradient at every s(n) of a
     recursion written out by hand (eager, one tensor per step)."""
     unroll, full = PATHS[path]
-    monkeypatch.setattr(bptt, "_UNROLL", unroll)
-    monkeypatch.setattr(bptt, "_FULL_UNROLL_MAX", full)
     steps, batch, units = 11, 2, 3
     w_s = tf.constant(RNG.standard_normal((units, units)).astype("float32") * 0.6)
     drive = tf.constant(RNG.standard_normal((steps, batch, units)).astype("float32"))
@@ -163,31 +157,36 @@ def test_recorded_state_gradients_equal_tape_gradients_of_each_state(monkeypatch
         loss = tf.reduce_sum(upstream * tf.stack(states))
     expected = np.stack([tape.gradient(loss, s).numpy() for s in states])
     derivative = (1.0 - tf.square(tf.stack(states))) * mask
-    _, _, totals = bptt.backward_recursion(
-        upstream, derivative, w_s, mask, keep, record_state_gradients=True
-    )
+    with bptt.loop_settings(unroll=unroll, full_unroll_max=full):
+        _, _, totals = bptt.backward_recursion(
+            upstream, derivative, w_s, mask, keep, record_state_gradients=True
+        )
     np.testing.assert_allclose(totals, expected, atol=1e-5)
 
 
-def test_inference_takes_forward_only_for_short_known_lengths(monkeypatch):
+def _recursions(layer, x, **kwargs) -> list[str]:
+    """["recurrence"] when a call of `layer` runs bptt.recurrence, [] otherwise: its
+    tf.custom_gradient puts an IdentityN op in the traced graph, forward_only has none."""
+    graph = tf.function(lambda v: layer(v, **kwargs)).get_concrete_function(tf.constant(x)).graph
+    return ["recurrence"] if "IdentityN" in {op.type for op in graph.get_operations()} else []
+
+
+def test_inference_takes_forward_only_for_short_known_lengths():
     """Inference on a short sequence of known length runs bptt.forward_only (blocks of
     input projection, no custom gradient); longer or unknown lengths, masks and
     truncate_bptt keep bptt.recurrence. Equality with SimpleRNN on every path is tested
     in test_recurrent.py."""
     calls = []
-    original = recurrent_module.recurrence
-    monkeypatch.setattr(recurrent_module, "recurrence",
-                        lambda *a, **k: calls.append("recurrence") or original(*a, **k))
-    monkeypatch.setattr(bptt, "_FULL_UNROLL_MAX", 8)
-    monkeypatch.setattr(bptt, "_PROJECTION_BLOCK", 3)
     ours, ref = _twins(return_sequences=True)
-    for steps, expected in ((1, []), (7, []), (8, []), (9, ["recurrence"])):
+    with bptt.loop_settings(full_unroll_max=8, projection_block=3):
+        for steps, expected in ((1, []), (7, []), (8, []), (9, ["recurrence"])):
+            calls.clear()
+            x = RNG.standard_normal((2, steps, 4)).astype("float32")
+            np.testing.assert_allclose(ours(x), ref(x), atol=1e-5)
+            calls += _recursions(ours, x)
+            assert calls == expected, steps
         calls.clear()
-        x = RNG.standard_normal((2, steps, 4)).astype("float32")
-        np.testing.assert_allclose(ours(x), ref(x), atol=1e-5)
-        assert calls == expected, steps
-    calls.clear()
-    ours(x[:, :5], mask=tf.ones([2, 5], tf.bool))
-    truncated = Recurrent(5, truncate_bptt=2)
-    truncated(x[:, :5])
+        calls += _recursions(ours, x[:, :5], mask=tf.ones([2, 5], tf.bool))
+        truncated = Recurrent(5, truncate_bptt=2)
+        calls += _recursions(truncated, x[:, :5])
     assert calls == ["recurrence", "recurrence"]

@@ -17,6 +17,7 @@ from seqapps.evaluation import (
     regression_metrics,
 )
 from seqapps.heads import ClassificationHead, RegressionHead, pool_states
+from seqapps.layers import Recurrent
 from seqapps.layers.normalization import FeatureNormalization
 from seqapps.tasks import SequenceClassifier, SequenceRegressor
 from seqapps.training import TrainingDiverged, balanced_class_weight, fit
@@ -170,3 +171,32 @@ def test_augmentation_only_in_training_and_round_trips(tmp_path):
     restored = keras.models.load_model(tmp_path / "m.keras")
     assert isinstance(restored.augmentation, SpecAugment)
     np.testing.assert_allclose(restored(x), model(x), atol=1e-6)
+
+
+def test_recurrent_layer_factory_builds_the_stack(tmp_path):
+    """A keras layer in place of Recurrent through the public argument: same weights,
+    same predictions as a model made by hand around keras.layers.SimpleRNN."""
+    model = SequenceClassifier(num_classes=2, input_shape=(None, 3), units=5, num_layers=2,
+                               dropout=0.0, recurrent_layer=keras.layers.SimpleRNN)
+    assert [type(layer) for layer in model.recurrent_layers] == [keras.layers.SimpleRNN] * 2
+    assert [layer.name for layer in model.recurrent_layers] == ["recurrent_0", "recurrent_1"]
+    ours = SequenceClassifier(num_classes=2, input_shape=(None, 3), units=5, num_layers=2,
+                              dropout=0.0)
+    ours.set_weights(model.get_weights())  # Recurrent has SimpleRNN's weights
+    x = {"features": RNG.standard_normal((4, 7, 3)).astype("float32")}
+    np.testing.assert_allclose(model.predict(x, verbose=0), ours.predict(x, verbose=0), atol=1e-5)
+
+    # The default is not written into the config (older .keras files look the same);
+    # a registered class round-trips by name.
+    assert "recurrent_layer" not in ours.get_config()
+    graph = SequenceClassifier(num_classes=2, input_shape=(None, 3), units=5, dropout=0.0,
+                               recurrent_layer=Recurrent)
+    graph.save(tmp_path / "m.keras")
+    restored = keras.models.load_model(tmp_path / "m.keras")
+    assert restored.recurrent_layer is Recurrent
+    np.testing.assert_allclose(restored.predict(x, verbose=0), graph.predict(x, verbose=0), atol=1e-6)
+    with pytest.raises(ConfigError, match="`recurrent_layer`"):
+        SequenceClassifier(num_classes=2, input_shape=(None, 3), units=5, recurrent_layer=5)
+    with pytest.raises(ConfigError, match="`recurrent_layer`.*registered"):
+        SequenceClassifier(num_classes=2, input_shape=(None, 3), units=5,
+                           recurrent_layer=lambda units, **kw: Recurrent(units, **kw)).get_config()
