@@ -13,7 +13,8 @@ audio (LogMelSpectrogram or MFCC frontend), input ``waveform`` [batch, samples],
     samples_seen     int64   [batch]              samples consumed so far
     peak_db          float32 [batch]              running peak (only with the top_db floor)
     state            float32 [batch, layers, units]  the recurrent states s(n)
-    window_states    float32 [batch, W - 1, units]   the last states (window outputs only)
+    window_logits    float32 [batch, W - 1, classes] the head's last logits (window outputs;
+                                                  window_states [.., units] with a hidden layer)
 
 video: seqapps.layers.streaming_video (the previous raw frame travels in the state).
 
@@ -152,14 +153,22 @@ class _RawStream:
     def _training_window(self):
         return None
 
+    def _window_layout(self):
+        """What the window keeps: the head's logits when the head is linear in the states
+        (no hidden layer; num_classes wide), else the last layer's states (units wide)."""
+        head = self.model.head
+        if not head.hidden_units:
+            return "window_logits", int(head.compute_output_shape((None, None, self.model.units))[-1])
+        return "window_states", self.model.units
+
     # ---------------------------------------------------------------- description
     def state_spec(self) -> dict[str, tf.TensorSpec]:
         """Name -> TensorSpec (batch first, None) of every state tensor."""
         specs = self._frontend_state_spec()
         specs["state"] = tf.TensorSpec([None, self.model.num_layers, self.model.units], tf.float32, name="state")
         if self.window_frames and self.window_frames > 1:
-            specs["window_states"] = tf.TensorSpec([None, self.window_frames - 1, self.model.units], tf.float32,
-                                                   name="window_states")
+            name, width = self._window_layout()
+            specs[name] = tf.TensorSpec([None, self.window_frames - 1, width], tf.float32, name=name)
         if self.detection is not None:
             specs.update(detection_state_spec(self.detection, frame_ms=self.frame_ms,
                                               num_classes=self.model.num_classes))
@@ -269,21 +278,25 @@ class _RawStream:
             with_initial = tf.concat([initial[i][:, tf.newaxis], states], axis=1)
             finals.append(tf.gather(with_initial, frames_done, axis=1, batch_dims=1))
         new_state = {"state": tf.stack(finals, axis=1)}
-        pooled = sequences[-1]
-        if self.window_frames and self.window_frames > 1:
-            width = self.window_frames
-            combined = tf.concat([state["window_states"], pooled], axis=1)  # [b, width - 1 + frames, units]
-            frames = tf.shape(pooled)[1]
-            sums = window_sums(combined, width)  # the window ending at each new frame
-            position = frames_before[:, tf.newaxis] + tf.range(1, tf.cast(frames, tf.int64) + 1, dtype=tf.int64)
-            count = tf.cast(tf.minimum(position, width), sums.dtype)  # before the start: zeros, not states
-            pooled = sums / count[..., tf.newaxis]
-            new_state["window_states"] = tf.cond(  # a slice when every row moved as far (a gather is slow)
-                tf.reduce_all(frames_done == frames_done[:1]),
-                lambda: combined[:, tf.reduce_max(tf.concat([frames_done, [0]], 0)):][:, :width - 1],
-                lambda: tf.gather(combined, frames_done[:, tf.newaxis] + tf.range(width - 1, dtype=tf.int64),
-                                  axis=1, batch_dims=1))
-        outputs = tf.cast(self.model.head.per_step(pooled), tf.float32)
+        if not (self.window_frames and self.window_frames > 1):
+            outputs = tf.cast(self.model.head.per_step(sequences[-1]), tf.float32)
+            return {self.output_name: outputs}, new_state
+        name, _ = self._window_layout()
+        head, width = self.model.head, self.window_frames
+        values = head.per_step_logits(sequences[-1]) if name == "window_logits" else sequences[-1]
+        combined = tf.concat([state[name], tf.cast(values, tf.float32)], axis=1)  # [b, width - 1 + frames, ...]
+        frames = tf.shape(values)[1]
+        sums = window_sums(combined, width)  # the window ending at each new frame
+        position = frames_before[:, tf.newaxis] + tf.range(1, tf.cast(frames, tf.int64) + 1, dtype=tf.int64)
+        count = tf.cast(tf.minimum(position, width), sums.dtype)  # before the start: zeros, not states
+        pooled = sums / count[..., tf.newaxis]
+        new_state[name] = tf.cond(  # a slice when every row moved as far (a gather is slow)
+            tf.reduce_all(frames_done == frames_done[:1]),
+            lambda: combined[:, tf.reduce_max(tf.concat([frames_done, [0]], 0)):][:, :width - 1],
+            lambda: tf.gather(combined, frames_done[:, tf.newaxis] + tf.range(width - 1, dtype=tf.int64),
+                              axis=1, batch_dims=1))
+        outputs = head.activate(pooled) if name == "window_logits" else head.per_step(pooled)
+        outputs = tf.cast(outputs, tf.float32)
         return {self.output_name: outputs}, new_state
 
     def _detect(self, outputs, frame_mask, state):

@@ -319,11 +319,16 @@ def test_running_maximum(length):
     np.testing.assert_array_equal(_prefix_max(tf.constant(values)).numpy(), np.maximum.accumulate(values, axis=1))
 
 
-def test_window_outputs_are_the_pooled_prediction_of_the_last_window():
+@pytest.mark.parametrize("hidden_units", [0, 5])
+def test_window_outputs_are_the_pooled_prediction_of_the_last_window(hidden_units):
     """window_frames=W: each output is the mean-pooled head on the W states ending there
-    (the reference: the model's own head, pooling="mean", on slices of the whole run)."""
+    (the reference: the model's own head, pooling="mean", on slices of the whole run).
+    A linear head keeps a window of logits (classes wide), one with a hidden layer states."""
     rng = np.random.default_rng(10)
-    model = _audio_model(num_layers=2)
+    model = SequenceClassifier(num_classes=3, input_shape=(16000,), units=8, num_layers=2,
+                               hidden_units=hidden_units, frontend=LogMelSpectrogram(n_mels=12))
+    model.normalization.mean.assign(np.full(12, -40.0, np.float32))
+    model.normalization.variance.assign(np.full(12, 400.0, np.float32))
     n = 6000
     signal = (0.3 * rng.standard_normal((2, n))).astype(np.float32)
     assert raw_stream(model).window_frames == 1 + 16000 // 160  # "auto": the training window
@@ -332,4 +337,5 @@ def test_window_outputs_are_the_pooled_prediction_of_the_last_window():
     states = model.recurrent_states(model.frontend(signal))[-1]
     reference = np.stack([model.head(states[:, max(0, t - 6):t + 1]).numpy() for t in range(got.shape[1])], 1)
     np.testing.assert_allclose(got, reference, atol=ATOL)
-    assert state["window_states"].shape == (2, 6, model.units)
+    kept = "window_states" if hidden_units else "window_logits"
+    assert state[kept].shape == (2, 6, 8 if hidden_units else 3)
