@@ -105,12 +105,12 @@ def main(argv=None) -> dict:
         # The same clip several times makes a cache worth reading (distinct entries, one file).
         sources = [os.fspath(VIDEO)] * clips
         cache = write_frame_cache(sources, None, tmp / "cache", feature_layer=layer, size=SIZE)
-        direct = video_dataset(sources[: max(1, clips // 4)], length=length, shift=shift,
+        direct = video_dataset(sources[: max(1, clips // 4)], window_frames=length, hop_frames=shift,
                                size=SIZE, feature_layer=layer, batch_size=batch)
         direct_windows, direct_time = count_windows(direct)
         # Several epochs per run: what training sees, start-up cost spread out.
         cached_runs = [
-            count_windows(read_frame_cache(cache, length=length, shift=shift, batch_size=batch)
+            count_windows(read_frame_cache(cache, window_frames=length, hop_frames=shift, batch_size=batch)
                           .repeat(epochs))
             for _ in range(repeats)
         ]

@@ -160,8 +160,8 @@ def decode_files(
     Args:
         paths: files to decode.
         sample_rate, mono: as ``load_audio``.
-        report: where bad files go; ``None`` makes a non-strict one (entries are lost to
-            the caller then, so pass one to see them). A strict report raises
+        report: where bad files go; ``None`` means strict, as everywhere in pipelines:
+            the first bad file raises ``BadMediaError``. A strict report raises
             ``BadMediaError`` for the first bad file in path order.
         workers: pool size (default: CPU count).
         executor: ``"thread"`` (default: libsndfile and soxr release the GIL, and threads
@@ -176,7 +176,7 @@ def decode_files(
     """
     if executor not in ("thread", "process", "serial"):
         raise invalid_argument("executor", executor, "'thread', 'process' or 'serial'")
-    report = report if report is not None else BadInputReport()
+    report = report if report is not None else BadInputReport(strict=True)
     paths = [os.fspath(p) for p in paths]
     workers = workers or os.cpu_count() or 1
     if executor == "serial" or workers == 1 or len(paths) <= 1:
@@ -232,7 +232,8 @@ def build_cache(
     The cache folder is ``cache_dir/audio-<cache_key>``, written with ``pipelines.cache``:
     under a temporary name, renamed into place only when complete (``manifest.json``
     written last), so a killed run leaves nothing that is trusted later. On a hit
-    nothing is decoded; the bad files recorded at build time are added to ``report`` again.
+    nothing is decoded; the bad files recorded at build time are added to ``report`` again
+    (``None``: strict, the first bad file raises).
 
     Each record is a ``tf.train.Example`` with ``waveform`` (float32 bytes) and
     ``position`` (int64, the index into ``paths``).
@@ -246,7 +247,7 @@ def build_cache(
     """
     import tensorflow as tf
 
-    report = report if report is not None else BadInputReport()
+    report = report if report is not None else BadInputReport(strict=True)
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     key = cache_key(paths, sample_rate=sample_rate, mono=mono)
@@ -328,7 +329,7 @@ def audio_dataset(
     seed: int = 0,
     cache_dir: str | os.PathLike | None = None,
     report: BadInputReport | None = None,
-    strict: bool = False,
+    strict: bool = True,
     report_path: str | os.PathLike | None = None,
     features=None,
     with_clip_index: bool = False,
@@ -353,8 +354,9 @@ def audio_dataset(
             batch mixes windows of many clips; every epoch reshuffles, reproducibly.
         cache_dir: keep decoded waveforms in TFRecord shards there (see ``build_cache``);
             ``None`` decodes into memory each time this function is called.
-        report: a ``BadInputReport`` to fill (default: a new one with ``strict``); bad
-            files are skipped, counted and printed; saved as JSON to ``report_path``
+        report: a ``BadInputReport`` to fill; ``None`` makes one with ``strict`` (default
+            True: the first bad file raises ``BadMediaError``, as everywhere in pipelines;
+            strict=False skips them); bad files are skipped, counted and printed; saved as JSON to ``report_path``
             (default ``cache_dir/bad_inputs-<key>.json`` when caching).
         features: a Keras layer mapped over batches (e.g. ``LogMelSpectrogram``), called
             with the sample mask; ``inputs`` then holds its output and ``mask`` its
@@ -458,7 +460,7 @@ def audio_dataset(
 
     def to_windows(*group):
         flat, lengths, positions = unpack_group(*group)
-        windows, mask, clip_of_window = packed_windows(flat, lengths, length=window, shift=hop)
+        windows, mask, clip_of_window = packed_windows(flat, lengths, window=window, hop=hop)
         position = tf.gather(positions, clip_of_window)
         inputs = {"inputs": tf.ensure_shape(windows, [None, window]), "mask": tf.ensure_shape(mask, [None, window])}
         if with_clip_index:
@@ -488,7 +490,7 @@ def audio_dataset(
     batches = windows.rebatch(batch_size, drop_remainder=drop_remainder)
     # The number of batches is known from the decoded lengths; telling tf.data lets Keras
     # show progress and know the epoch length (no "ran out of data" warning).
-    total = sum(n_windows(int(n), length=window, shift=hop) for n in lengths)
+    total = sum(n_windows(int(n), window=window, hop=hop) for n in lengths)
     batches = batches.apply(
         tf.data.experimental.assert_cardinality(total // batch_size if drop_remainder else -(-total // batch_size))
     )

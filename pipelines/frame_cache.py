@@ -4,7 +4,7 @@ The layout follows YouTube-8M's frame-level features: one ``tf.train.SequenceExa
 per clip with
 
 * context: ``"id"`` (bytes, the file path), ``"labels"`` (int64 list, the class id; empty
-  for unlabelled clips), ``"clip_index"`` (int64, position in the cached ``indices``) and
+  for unlabelled clips), ``"clip_index"`` (int64, the example's index in the source) and
   ``"targets"`` (float list, per-clip regression targets, possibly empty);
 * feature lists: ``"rgb"`` (one float list per frame, or one quantised byte string per
   frame with ``quantize=(low, high)``) and ``"frame_targets"`` (one float per frame when
@@ -20,7 +20,7 @@ the layer computes in a served model. The cache folder is named by a key over th
 >>> from seqapps.layers.video_frontends import FramePixels
 >>> cache = write_frame_cache(src, None, "cache", feature_layer=FramePixels(size=(16, 16)),
 ...                           fps=12, size=(64, 64))  # doctest: +SKIP
->>> ds = read_frame_cache(cache, length=16, shift=8, batch_size=32)  # doctest: +SKIP
+>>> ds = read_frame_cache(cache, window_frames=16, hop_frames=8, batch_size=32)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ from pipelines.video import (
 )
 from seqapps.errors import BadMediaError, ConfigError, invalid_argument
 
-FORMAT_VERSION = 1  # bump when the record layout changes, so old caches are not trusted
+FORMAT_VERSION = 2  # 2: clip_index is the source index (was the position in indices)
 _LAYOUT = ("frame-features", FORMAT_VERSION)  # the manifest's `layout` (pipelines.cache)
 
 
@@ -238,8 +238,12 @@ def write_frame_cache(
         raise invalid_argument("quantize", quantize, "None or a (low, high) pair with low < high")
     report = BadInputReport(strict=True) if report is None else report
     examples, labels = examples_and_labels(source, indices)
+    # clip_index is the example's index in the source (as in pipelines.audio), so the
+    # indices are part of the key: the same files picked from another source differ.
+    source_indices = list(range(len(examples))) if indices is None else [int(i) for i in indices]
     class_names = list(getattr(source, "class_names", []) or [])
     settings = {
+        "source_indices": source_indices,
         "fps": fps, "size": list(size), "resize_mode": resize_mode, "color": color,
         "allow_partial": allow_partial, "context_frames": context_frames,
         "quantize": None if quantize is None else list(quantize), "feature_key": feature_key,
@@ -277,7 +281,7 @@ def write_frame_cache(
     with cache.building(out_dir, key, key=key, layout=_LAYOUT) as build:
         build.manifest = _write_shards(
             build.folder, _threaded(decoded_chunks()), compute, examples=examples, labels=labels,
-            shards=shards, context_frames=context_frames, quantize=quantize,
+            source_indices=source_indices, shards=shards, context_frames=context_frames, quantize=quantize,
             feature_key=feature_key, report=local_report,
         )
         build.manifest.update({
@@ -290,7 +294,7 @@ def write_frame_cache(
     return out_dir / key
 
 
-def _write_shards(folder: Path, items, compute, *, examples, labels, shards, context_frames,
+def _write_shards(folder: Path, items, compute, *, examples, labels, source_indices, shards, context_frames,
                   quantize, feature_key, report) -> dict:
     """Write the SequenceExamples of the decoded `items` into `folder`; the manifest's
     description of them (shards, clips, frame counts, feature size)."""
@@ -329,7 +333,7 @@ def _write_shards(folder: Path, items, compute, *, examples, labels, shards, con
             context["id"].bytes_list.value.append(os.fspath(path).encode())
             if label >= 0:
                 context["labels"].int64_list.value.append(label)
-            context["clip_index"].int64_list.value.append(position)
+            context["clip_index"].int64_list.value.append(source_indices[position])
             context["targets"].float_list.value.extend(_clip_targets(example))
             frame_list = sequence.feature_lists.feature_list[feature_key].feature
             if quantize is None:
@@ -345,7 +349,7 @@ def _write_shards(folder: Path, items, compute, *, examples, labels, shards, con
                     target_list.add().float_list.value.append(float(frame_target))
             writers[len(clips_meta) % shards].write(sequence.SerializeToString())
             clips_meta.append(
-                {"id": os.fspath(path), "clip_index": position, "label": label,
+                {"id": os.fspath(path), "clip_index": source_indices[position], "label": label,
                  "n_frames": len(features), "has_frame_targets": per_frame is not None}
             )
     finally:
@@ -393,7 +397,7 @@ def parse_clip(serialized, *, feature_key: str, feature_dim: int, quantize=None)
     """Parse one SequenceExample into a dict of tensors.
 
     Returns ``{"id": string [], "features": float32 [time, feature_dim], "label": int32 []
-    (-1 when unlabelled), "clip_index": int32 [], "targets": float32 [k],
+    (-1 when unlabelled), "clip_index": int64 [] (index in the source), "targets": float32 [k],
     "frame_targets": float32 [time] (empty when absent)}``.
     """
     import tensorflow as tf
@@ -427,7 +431,7 @@ def parse_clip(serialized, *, feature_key: str, feature_dim: int, quantize=None)
         "id": context["id"],
         "features": features,
         "label": label,
-        "clip_index": tf.cast(context["clip_index"], tf.int32),
+        "clip_index": context["clip_index"],
         "targets": tf.sparse.to_dense(context["targets"]),
         "frame_targets": sequence["frame_targets"],
     }
@@ -436,8 +440,8 @@ def parse_clip(serialized, *, feature_key: str, feature_dim: int, quantize=None)
 def read_frame_cache(
     cache_dir: str | os.PathLike,
     *,
-    length: int,
-    shift: int,
+    window_frames: int,
+    hop_frames: int,
     batch_size: int = 8,
     target: str = "label",
     delay: int = 0,
@@ -445,32 +449,34 @@ def read_frame_cache(
     shuffle: bool = False,
     shuffle_buffer: int = 1024,
     seed: int = 0,
-    include_clip_index: bool = False,
+    with_clip_index: bool = False,
     repeat: bool = False,
     drop_remainder: bool = False,
 ):
     """Windows of cached frame features as a tf.data.Dataset (no Python per element).
 
-    Yields ``({"inputs": float32 [batch, length, d], "mask": bool [batch, length]},
+    Yields ``({"inputs": float32 [batch, window_frames, d], "mask": bool [batch, window_frames]},
     labels)``, windows never crossing clips (``pipelines.windows.frame_windows``), with
 
     * ``target="label"``: labels int32 [batch] (the clip's class id);
     * ``target="clip_targets"``: labels float32 [batch, k] (the clip's targets);
-    * ``target="frame"``: labels float32 [batch, length] where frame n's target is
-      y(n + delay), plus sample weights [batch, length], 0 where the delayed target
+    * ``target="frame"``: labels float32 [batch, window_frames] where frame n's target is
+      y(n + delay), plus sample weights [batch, window_frames], 0 where the delayed target
       lies past the clip or on padding.
 
-    ``include_clip_index`` adds ``"clip_index"`` int32 [batch] to the inputs (the clip's
-    position in the cached ``indices``) for ``aggregate_clip_predictions``.
+    ``with_clip_index`` adds ``"clip_index"`` int64 [batch] to the inputs (the clip's
+    index in the source, as ``pipelines.audio.audio_dataset`` gives it) for
+    ``aggregate_clip_predictions``.
 
-    >>> ds = read_frame_cache(cache, length=16, shift=8, batch_size=32)  # doctest: +SKIP
+    >>> ds = read_frame_cache(cache, window_frames=16, hop_frames=8, batch_size=32)  # doctest: +SKIP
     >>> inputs, labels = next(iter(ds))  # doctest: +SKIP
     """
     import tensorflow as tf
 
     from pipelines import windows as windowing
 
-    windowing.check_window_arguments(length=length, shift=shift, batch_size=batch_size, target=target)
+    windowing.check_window_arguments(window_frames=window_frames, hop_frames=hop_frames, batch_size=batch_size,
+                                     target=target)
     manifest = read_manifest(cache_dir)
     if target == "frame" and not all(c["has_frame_targets"] for c in manifest["clips"]):
         raise ConfigError(
@@ -491,18 +497,18 @@ def read_frame_cache(
 
     def windows_of_clip(clip):
         windows, mask = windowing.frame_windows(
-            clip["features"], length=length, shift=shift, pad_end=pad_end
+            clip["features"], window=window_frames, hop=hop_frames, pad_end=pad_end
         )
         count = tf.shape(windows)[0]
         inputs = {"inputs": windows, "mask": mask}
-        if include_clip_index:
+        if with_clip_index:
             inputs["clip_index"] = tf.fill([count], clip["clip_index"])
         if target == "label":
             return inputs, tf.fill([count], clip["label"])
         if target == "clip_targets":
             return inputs, tf.tile(clip["targets"][None], [count, 1])
         targets, valid = windowing.window_targets(
-            clip["frame_targets"], length=length, shift=shift, delay=delay, pad_end=pad_end
+            clip["frame_targets"], window=window_frames, hop=hop_frames, delay=delay, pad_end=pad_end
         )
         return inputs, targets, tf.cast(valid, tf.float32)
 
@@ -518,7 +524,7 @@ def read_frame_cache(
     if not repeat:
         # The number of batches follows from the cached clip lengths; telling tf.data
         # lets Keras know the epoch length (no "ran out of data" warning, a progress bar).
-        total = sum(windowing.n_windows(int(c["n_frames"]), length=length, shift=shift, pad_end=pad_end)
+        total = sum(windowing.n_windows(int(c["n_frames"]), window=window_frames, hop=hop_frames, pad_end=pad_end)
                     for c in manifest["clips"])
         batches = total // batch_size if drop_remainder else -(-total // batch_size)
         dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))

@@ -453,8 +453,8 @@ def example_path(example) -> str:
 def video_dataset(
     source,
     *,
-    length: int,
-    shift: int,
+    window_frames: int,
+    hop_frames: int,
     indices: Sequence[int] | None = None,
     target: str = "label",
     delay: int = 0,
@@ -469,46 +469,49 @@ def video_dataset(
     shuffle_buffer: int = 256,
     seed: int = 0,
     pad_end: bool = True,
-    include_clip_index: bool = False,
+    with_clip_index: bool = False,
     report: BadInputReport | None = None,
     allow_partial: bool = True,
 ):
     """Windows of decoded clips as a tf.data.Dataset.
 
-    Yields ``({"inputs": [batch, length, ...], "mask": [batch, length] bool}, labels)``.
-    ``inputs`` are raw uint8 frames [batch, length, h, w, 3] (a model whose first layer is
+    Yields ``({"inputs": [batch, window_frames, ...], "mask": [batch, window_frames] bool}, labels)``.
+    ``inputs`` are raw uint8 frames [batch, window_frames, h, w, 3] (a model whose first layer is
     a ``seqapps.layers.video_frontends`` layer), or, with ``feature_layer``, that layer's
-    per-frame features [batch, length, features] computed over the whole clip.
+    per-frame features [batch, window_frames, features] computed over the whole clip.
 
     Args:
         source: a ``pipelines.sources.DataSource``, a list of Examples or of paths.
-        length, shift: window length and hop in output frames (``pipelines.windows``).
+        window_frames, hop_frames: window and hop in output frames (``pipelines.windows``).
         indices: which examples to use (e.g. one split); default all.
         target: "label" (per-clip class id from ``source.labels_as_ids()``; labels
             [batch]), "clip_targets" (per-clip regression targets ``Example.targets``;
             labels [batch, k]) or "frame" (per-frame regression targets from a sidecar
             ``<video>.targets.csv/.npy``, or ``Example.targets`` when it is a file path or a
-            string of numbers; labels [batch, length] with the target of
+            string of numbers; labels [batch, window_frames] with the target of
             frame n being y(n + delay)); then a third element, sample weights
-            [batch, length], is 0 where the delayed target lies past the clip end or on
+            [batch, window_frames], is 0 where the delayed target lies past the clip end or on
             padding (Keras ``fit`` reads it as sample_weight).
-        include_clip_index: add ``"clip_index"`` [batch] (position in ``indices``) to the
-            inputs so window predictions can be aggregated per clip.
+        with_clip_index: add ``"clip_index"`` int64 [batch] (the example's index in
+            ``source``, as in ``pipelines.audio``) to the inputs so window predictions
+            can be aggregated per clip.
         report: bad files are skipped and recorded here (None: strict, raise).
 
     Windows never cross clips. Decoding runs in Python on the fly; for several epochs
     prefer the feature cache (``pipelines.frame_cache``).
 
-    >>> ds = video_dataset(src, length=16, shift=8, fps=12, size=(64, 64))  # doctest: +SKIP
+    >>> ds = video_dataset(src, window_frames=16, hop_frames=8, fps=12, size=(64, 64))  # doctest: +SKIP
     >>> inputs, labels = next(iter(ds))  # doctest: +SKIP
     """
     import tensorflow as tf
 
     from pipelines import windows as windowing
 
-    windowing.check_window_arguments(length=length, shift=shift, batch_size=batch_size, target=target)
+    windowing.check_window_arguments(window_frames=window_frames, hop_frames=hop_frames, batch_size=batch_size,
+                                     target=target)
     check_options(fps=fps, size=size, resize_mode=resize_mode, color=color, max_frames=max_frames)
     examples, labels = examples_and_labels(source, indices)
+    source_indices = range(len(examples)) if indices is None else [int(i) for i in indices]
     if report is None:
         report = BadInputReport(strict=True)
     channels = 1 if color == "gray" else 3
@@ -516,15 +519,15 @@ def video_dataset(
     if feature_layer is not None:
         probe = np.zeros((1, 2, size[0], size[1], channels), np.uint8)
         feature_dim = int(feature_layer(probe).shape[-1])
-        input_spec = tf.TensorSpec((length, feature_dim), tf.float32)
+        input_spec = tf.TensorSpec((window_frames, feature_dim), tf.float32)
     else:
-        input_spec = tf.TensorSpec((length, size[0], size[1], channels), tf.uint8)
+        input_spec = tf.TensorSpec((window_frames, size[0], size[1], channels), tf.uint8)
     if target == "label":
         label_specs = (tf.TensorSpec((), tf.int32),)
     elif target == "clip_targets":
         label_specs = (tf.TensorSpec((None,), tf.float32),)
     else:
-        label_specs = (tf.TensorSpec((length,), tf.float32), tf.TensorSpec((length,), tf.float32))
+        label_specs = (tf.TensorSpec((window_frames,), tf.float32), tf.TensorSpec((window_frames,), tf.float32))
 
     def generate():
         for clip_position, (example, label) in enumerate(zip(examples, labels, strict=True)):
@@ -549,20 +552,20 @@ def video_dataset(
                     continue
                 frame_targets = per_frame[source_index]
                 targets, target_mask = windowing.window_targets(
-                    frame_targets, length=length, shift=shift, delay=delay, pad_end=pad_end
+                    frame_targets, window=window_frames, hop=hop_frames, delay=delay, pad_end=pad_end
                 )
             if feature_layer is not None:
                 values = np.asarray(feature_layer(frames[None]))[0].astype(np.float32)
             else:
                 values = frames
             windows, mask = windowing.frame_windows(
-                values, length=length, shift=shift, pad_end=pad_end
+                values, window=window_frames, hop=hop_frames, pad_end=pad_end
             )
             windows, mask = np.asarray(windows), np.asarray(mask).astype(bool)
             for w in range(len(windows)):
                 inputs = {"inputs": windows[w], "mask": mask[w]}
-                if include_clip_index:
-                    inputs["clip_index"] = np.int32(clip_position)
+                if with_clip_index:
+                    inputs["clip_index"] = np.int64(source_indices[clip_position])
                 if target == "label":
                     yield inputs, np.int32(label)
                 elif target == "clip_targets":
@@ -571,9 +574,9 @@ def video_dataset(
                     # Frames whose delayed target lies past the clip get weight 0.
                     yield inputs, targets[w].astype(np.float32), target_mask[w].astype(np.float32)
 
-    element_inputs = {"inputs": input_spec, "mask": tf.TensorSpec((length,), tf.bool)}
-    if include_clip_index:
-        element_inputs["clip_index"] = tf.TensorSpec((), tf.int32)
+    element_inputs = {"inputs": input_spec, "mask": tf.TensorSpec((window_frames,), tf.bool)}
+    if with_clip_index:
+        element_inputs["clip_index"] = tf.TensorSpec((), tf.int64)
     dataset = tf.data.Dataset.from_generator(
         generate, output_signature=(element_inputs, *label_specs)
     )

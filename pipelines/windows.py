@@ -1,13 +1,13 @@
 """Windows, masks, delays and clip aggregation, shared by the audio and video pipelines.
 
 An *item* is one step of a sequence: a sample for audio, a frame (or frame-feature
-vector) for video. A sequence ``[time, ...]`` is cut into windows of ``length`` items
-that start every ``shift`` items:
+vector) for video. A sequence ``[time, ...]`` is cut into windows of ``window`` items
+that start every ``hop`` items:
 
-* windows start at ``0, shift, 2 * shift, ...`` and stop after the first window that
+* windows start at ``0, hop, 2 * hop, ...`` and stop after the first window that
   reaches the end of the sequence, so no window is entirely padding;
 * with ``pad_end=True`` the last (or only) window is padded with ``pad_value`` and the
-  padded items are ``False`` in the mask; a sequence shorter than ``length`` gives one
+  padded items are ``False`` in the mask; a sequence shorter than ``window`` gives one
   padded window, an empty sequence gives none;
 * with ``pad_end=False`` only full windows are kept (``tf.signal.frame`` semantics).
 
@@ -19,7 +19,7 @@ Window order used everywhere here (``windows_for_clips``, ``stateful_layout``): 
 windows in time order, then clip 1's, and so on.
 
 >>> import numpy as np
->>> windows, mask = frame_windows(np.arange(5), length=3, shift=2)
+>>> windows, mask = frame_windows(np.arange(5), window=3, hop=2)
 >>> windows.tolist(), mask.tolist()
 ([[0, 1, 2], [2, 3, 4]], [[True, True, True], [True, True, True]])
 """
@@ -28,10 +28,10 @@ from __future__ import annotations
 
 import numbers
 import sys
-from dataclasses import dataclass
 
 import numpy as np
 
+from pipelines.stateful import StatefulLayout, stateful_layout  # noqa: F401  (re-exported)
 from seqapps.errors import invalid_argument
 
 __all__ = [
@@ -55,12 +55,13 @@ def _check_positive_int(name: str, value) -> int:
     return int(value)
 
 
-def check_window_arguments(*, length, shift, batch_size, target) -> None:
-    """Validate the arguments every windowed dataset takes (video decoding and cache).
+def check_window_arguments(*, window_frames, hop_frames, batch_size, target) -> None:
+    """Validate the arguments every windowed video dataset takes (decoding and cache).
 
-    >>> check_window_arguments(length=16, shift=8, batch_size=4, target="label")
+    >>> check_window_arguments(window_frames=16, hop_frames=8, batch_size=4, target="label")
     """
-    for name, value in (("length", length), ("shift", shift), ("batch_size", batch_size)):
+    for name, value in (("window_frames", window_frames), ("hop_frames", hop_frames),
+                        ("batch_size", batch_size)):
         _check_positive_int(name, value)
     if target not in ("label", "clip_targets", "frame"):
         raise invalid_argument("target", target, 'one of ("label", "clip_targets", "frame")')
@@ -70,6 +71,14 @@ def _check_int(name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise invalid_argument(name, value, "an integer")
     return int(value)
+
+
+def _tf_windows():
+    """seqapps.layers.windows, the one implementation (TensorFlow, imported on first use
+    so that modules importing this one at start-up stay light)."""
+    from seqapps.layers import windows
+
+    return windows
 
 
 def _is_tf_tensor(value) -> bool:
@@ -96,114 +105,78 @@ def _check_sequence(name: str, sequence):
 # --------------------------------------------------------------------------- counting
 
 
-def n_windows(n_items: int, *, length: int, shift: int, pad_end: bool = True) -> int:
+def n_windows(n_items: int, *, window: int, hop: int, pad_end: bool = True) -> int:
     """Number of windows ``frame_windows`` makes from ``n_items`` items.
 
-    With ``pad_end``: 0 for an empty sequence, else windows start every ``shift`` items
+    With ``pad_end``: 0 for an empty sequence, else windows start every ``hop`` items
     while they start inside the sequence and until one reaches its end, i.e.
-    ``min(ceil(n / shift), 1 + ceil(max(n - length, 0) / shift))``. Without: the
-    number of full windows, ``max(0, 1 + (n - length) // shift)``.
+    ``min(ceil(n / hop), 1 + ceil(max(n - window, 0) / hop))``. Without: the
+    number of full windows, ``max(0, 1 + (n - window) // hop)``.
 
-    >>> n_windows(10, length=4, shift=2), n_windows(10, length=4, shift=2, pad_end=False)
+    >>> n_windows(10, window=4, hop=2), n_windows(10, window=4, hop=2, pad_end=False)
     (4, 4)
-    >>> n_windows(3, length=4, shift=1), n_windows(0, length=4, shift=1)
+    >>> n_windows(3, window=4, hop=1), n_windows(0, window=4, hop=1)
     (1, 0)
     """
-    length = _check_positive_int("length", length)
-    shift = _check_positive_int("shift", shift)
+    window = _check_positive_int("window", window)
+    hop = _check_positive_int("hop", hop)
     n_items = _check_int("n_items", n_items)
     if n_items < 0:
         raise invalid_argument("n_items", n_items, "a non-negative integer")
-    return _count_np(n_items, length, shift, pad_end)
+    return _count_np(n_items, window, hop, pad_end)
 
 
-def _count_np(n: int, length: int, shift: int, pad_end: bool) -> int:
-    if not pad_end:
-        return max(0, 1 + (n - length) // shift) if n >= length else 0
-    if n == 0:
-        return 0
-    # -(-a // b) is ceil(a / b) for integers.
-    return min(-(-n // shift), 1 + -(-max(n - length, 0) // shift))
+def _count_np(n: int, window: int, hop: int, pad_end: bool) -> int:
+    return int(_tf_windows().count_windows(n, window=window, hop=hop, pad_end=pad_end))
 
 
-def _count_tf(n, length: int, shift: int, pad_end: bool):
-    import tensorflow as tf
-
-    if not pad_end:
-        return tf.where(n >= length, 1 + (n - length) // shift, 0)
-    reach_end = 1 + (tf.maximum(n - length, 0) + shift - 1) // shift
-    start_inside = (n + shift - 1) // shift
-    return tf.minimum(start_inside, reach_end)
+def _count_tf(n, window: int, hop: int, pad_end: bool):
+    return _tf_windows().count_windows(n, window=window, hop=hop, pad_end=pad_end)
 
 
 # --------------------------------------------------------------------------- windows
 
 
-def frame_windows(sequence, *, length: int, shift: int, pad_end: bool = True, pad_value=0):
-    """Cut a sequence into windows of ``length`` items every ``shift`` items.
+def frame_windows(sequence, *, window: int, hop: int, pad_end: bool = True, pad_value=0):
+    """Cut a sequence into windows of ``window`` items every ``hop`` items.
 
     Args:
         sequence: ``[time, ...]`` NumPy array or TF tensor (time may be unknown).
-        length: items per window (positive int).
-        shift: items between window starts (positive int).
+        window: items per window (positive int).
+        hop: items between window starts (positive int).
         pad_end: pad and keep the last, partial window (see the module docstring).
         pad_value: value of padded items.
 
     Returns:
-        ``(windows, mask)``: ``windows`` ``[n_windows, length, ...]`` of the input dtype,
-        ``mask`` bool ``[n_windows, length]``, ``True`` on real items. NumPy in, NumPy
+        ``(windows, mask)``: ``windows`` ``[n_windows, window, ...]`` of the input dtype,
+        ``mask`` bool ``[n_windows, window]``, ``True`` on real items. NumPy in, NumPy
         out; tensor in, tensors out.
 
     >>> import numpy as np
-    >>> windows, mask = frame_windows(np.arange(1, 6), length=4, shift=2)
+    >>> windows, mask = frame_windows(np.arange(1, 6), window=4, hop=2)
     >>> windows.tolist()
     [[1, 2, 3, 4], [3, 4, 5, 0]]
     >>> mask.tolist()
     [[True, True, True, True], [True, True, True, False]]
     """
-    length = _check_positive_int("length", length)
-    shift = _check_positive_int("shift", shift)
+    window = _check_positive_int("window", window)
+    hop = _check_positive_int("hop", hop)
     sequence = _check_sequence("sequence", sequence)
     if _is_tf_tensor(sequence):
-        return _frame_tf(sequence, length, shift, bool(pad_end), pad_value)
-    return _frame_np(sequence, length, shift, bool(pad_end), pad_value)
+        return _frame_tf(sequence, window, hop, bool(pad_end), pad_value)
+    return _frame_np(sequence, window, hop, bool(pad_end), pad_value)
 
 
-def _frame_np(sequence: np.ndarray, length: int, shift: int, pad_end: bool, pad_value):
-    n_items = sequence.shape[0]
-    count = _count_np(n_items, length, shift, pad_end)
-    starts = np.arange(count) * shift
-    positions = starts[:, None] + np.arange(length)[None, :]  # [n_windows, length]
-    mask = positions < n_items
-    needed = max(n_items, int(positions.max()) + 1 if count else 0)
-    padded = np.full((needed, *sequence.shape[1:]), pad_value, dtype=sequence.dtype)
-    padded[:n_items] = sequence
-    return padded[positions], mask
+def _frame_np(sequence: np.ndarray, window: int, hop: int, pad_end: bool, pad_value):
+    windows, mask = _frame_tf(sequence, window, hop, pad_end, pad_value)
+    return windows.numpy(), mask.numpy()
 
 
-def _frame_tf(sequence, length: int, shift: int, pad_end: bool, pad_value):
-    import tensorflow as tf
-
-    n_items = tf.shape(sequence)[0]
-    count = _count_tf(n_items, length, shift, pad_end)
-    # Pad so that exactly `count` windows fit, then let tf.signal.frame cut them.
-    needed = tf.maximum((count - 1) * shift + length, 0)
-    needed = tf.where(count > 0, needed, 0)
-    pad_rows = tf.maximum(needed - n_items, 0)
-    paddings = tf.concat(
-        [[[0, pad_rows]], tf.zeros([tf.rank(sequence) - 1, 2], dtype=pad_rows.dtype)], axis=0
-    )
-    padded = tf.pad(sequence, paddings, constant_values=tf.cast(pad_value, sequence.dtype))
-    padded = padded[:needed]
-    windows = tf.signal.frame(padded, length, shift, pad_end=False, axis=0)
-    windows = windows[:count]
-    if sequence.shape.rank is not None:  # dynamic padding hides the static trailing shape
-        windows.set_shape([None, length, *sequence.shape[1:]])
-    positions = tf.range(count)[:, None] * shift + tf.range(length)[None, :]
-    return windows, positions < n_items
+def _frame_tf(sequence, window: int, hop: int, pad_end: bool, pad_value):
+    return _tf_windows().frame(sequence, window=window, hop=hop, pad_end=pad_end, pad_value=pad_value)
 
 
-def window_targets(per_item_targets, *, length: int, shift: int, delay: int = 0,
+def window_targets(per_item_targets, *, window: int, hop: int, delay: int = 0,
                    pad_end: bool = True):
     """Window per-item regression targets with a delay ``d``: item n's target is y(n + d).
 
@@ -214,22 +187,22 @@ def window_targets(per_item_targets, *, length: int, shift: int, delay: int = 0,
 
     Args:
         per_item_targets: ``[time]`` or ``[time, n_targets]`` (NumPy or TF tensor).
-        length, shift, pad_end: as in ``frame_windows``.
+        window, hop, pad_end: as in ``frame_windows``.
         delay: integer d (may be negative: target from the past).
 
     Returns:
-        ``(targets [n_windows, length, ...], mask bool [n_windows, length])``.
+        ``(targets [n_windows, window, ...], mask bool [n_windows, window])``.
 
     >>> import numpy as np
     >>> targets, mask = window_targets(np.array([10., 11., 12., 13., 14.]),
-    ...                                length=3, shift=2, delay=1)
+    ...                                window=3, hop=2, delay=1)
     >>> targets.tolist()
     [[11.0, 12.0, 13.0], [13.0, 14.0, 0.0]]
     >>> mask.tolist()
     [[True, True, True], [True, True, False]]
     """
-    length = _check_positive_int("length", length)
-    shift = _check_positive_int("shift", shift)
+    window = _check_positive_int("window", window)
+    hop = _check_positive_int("hop", hop)
     delay = _check_int("delay", delay)
     targets = _check_sequence("per_item_targets", per_item_targets)
     if _is_tf_tensor(targets):
@@ -242,90 +215,74 @@ def window_targets(per_item_targets, *, length: int, shift: int, delay: int = 0,
         zero = tf.zeros_like(shifted)
         shape = tf.concat([[n_items], tf.ones([tf.rank(targets) - 1], tf.int32)], axis=0)
         shifted = tf.where(tf.reshape(valid, shape), shifted, zero)
-        windows, _ = _frame_tf(shifted, length, shift, pad_end, 0)
-        valid_windows, _ = _frame_tf(valid, length, shift, pad_end, False)
+        windows, _ = _frame_tf(shifted, window, hop, pad_end, 0)
+        valid_windows, _ = _frame_tf(valid, window, hop, pad_end, False)
         return windows, valid_windows
     n_items = targets.shape[0]
     index = np.arange(n_items) + delay
     valid = (index >= 0) & (index < n_items)
     shifted = np.zeros_like(targets)
     shifted[valid] = targets[index[valid]]
-    windows, _ = _frame_np(shifted, length, shift, pad_end, 0)
-    valid_windows, _ = _frame_np(valid, length, shift, pad_end, False)
+    windows, _ = _frame_np(shifted, window, hop, pad_end, 0)
+    valid_windows, _ = _frame_np(valid, window, hop, pad_end, False)
     return windows, valid_windows
 
 
-def windows_of_packed_clips(flat, lengths, *, length: int, shift: int, pad_value=0):
+def windows_of_packed_clips(flat, lengths, *, window: int, hop: int, pad_value=0):
     """Windows of many clips packed end to end, in one vectorised TF computation.
 
-    The same windows as ``frame_windows(clip, length=length, shift=shift)`` for each clip
+    The same windows as ``frame_windows(clip, window=window, hop=hop)`` for each clip
     in turn (pad_end=True), without a per-clip loop or padding every clip to the longest:
     tf.data pipelines call it once per group of clips instead of once per clip.
 
     Args:
         flat: [total, ...] the clips' items concatenated (e.g. RaggedTensor.flat_values).
         lengths: [clips] items per clip (sum = total).
-        length, shift: window length and shift.
+        window, hop: items per window and between window starts.
 
     Returns:
-        (windows [n_windows, length, ...], mask [n_windows, length] bool,
+        (windows [n_windows, window, ...], mask [n_windows, window] bool,
         clip_of_window [n_windows] int32 index into ``lengths``).
 
     >>> import tensorflow as tf
-    >>> w, m, c = windows_of_packed_clips(tf.range(5), tf.constant([3, 2]), length=2, shift=2)
+    >>> w, m, c = windows_of_packed_clips(tf.range(5), tf.constant([3, 2]), window=2, hop=2)
     >>> w.numpy().tolist(), c.numpy().tolist()
     ([[0, 1], [2, 0], [3, 4]], [0, 0, 1])
     """
-    import tensorflow as tf
-
-    length = _check_positive_int("length", length)
-    shift = _check_positive_int("shift", shift)
-    flat = tf.convert_to_tensor(flat)
-    lengths = tf.cast(lengths, tf.int32)
-    counts = _count_tf(lengths, length, shift, True)
-    starts = tf.cumsum(lengths, exclusive=True)
-    clip_of_window = tf.repeat(tf.range(tf.size(lengths)), counts)
-    first_window = tf.cumsum(counts, exclusive=True)
-    index_in_clip = tf.range(tf.reduce_sum(counts)) - tf.gather(first_window, clip_of_window)
-    positions = (index_in_clip * shift)[:, tf.newaxis] + tf.range(length)[tf.newaxis, :]
-    clip_lengths = tf.gather(lengths, clip_of_window)[:, tf.newaxis]
-    mask = positions < clip_lengths
-    gather_at = tf.gather(starts, clip_of_window)[:, tf.newaxis] + tf.minimum(positions, clip_lengths - 1)
-    values = tf.gather(flat, gather_at)
-    expanded = tf.reshape(mask, tf.concat([tf.shape(mask), tf.ones([tf.rank(values) - 2], tf.int32)], 0))
-    windows = tf.where(expanded, values, tf.cast(pad_value, values.dtype))
-    return windows, mask, clip_of_window
+    window = _check_positive_int("window", window)
+    hop = _check_positive_int("hop", hop)
+    return _tf_windows().frame_packed(flat, lengths, window=window, hop=hop, pad_value=pad_value)
 
 
-def windows_for_clips(clips, labels=None, *, length: int, shift: int, pad_end: bool = True,
+def windows_for_clips(clips, labels=None, *, window: int, hop: int, pad_end: bool = True,
                       pad_value=0, per_item_targets=None, delay: int = 0) -> dict:
     """Windows from many clips, never crossing a clip boundary (NumPy).
 
     Args:
         clips: list of ``[time_i, ...]`` arrays with the same trailing shape and dtype.
         labels: optional per-clip labels ``[n_clips, ...]`` (class ids or targets).
-        length, shift, pad_end, pad_value: as in ``frame_windows``.
+        window, hop, pad_end, pad_value: as in ``frame_windows``.
         per_item_targets: optional list of ``[time_i, ...]`` per-item targets, windowed
             with ``window_targets`` (same ``delay`` for all clips).
         delay: see ``window_targets``.
 
     Returns:
         dict of arrays, one row per window (clip 0's windows first):
-        ``windows [n, length, ...]``, ``mask bool [n, length]``, ``clip_index int32 [n]``,
+        ``windows [n, window, ...]``, ``mask bool [n, window]``, ``clip_index int32 [n]``,
         ``window_index_in_clip int32 [n]``, ``is_first_window bool [n]``,
         ``is_last_window bool [n]``, ``n_windows_per_clip int32 [n_clips]``; plus
-        ``labels [n, ...]`` when ``labels`` is given and ``targets [n, length, ...]``,
-        ``target_mask bool [n, length]`` when ``per_item_targets`` is given. A clip too
-        short for any window (empty, or shorter than ``length`` without ``pad_end``)
+        ``labels [n, ...]`` when ``labels`` is given and ``targets [n, window, ...]``,
+        ``target_mask bool [n, window]`` when ``per_item_targets`` is given. A clip too
+        short for any window (empty, or shorter than ``window`` without ``pad_end``)
         contributes no row.
 
     >>> import numpy as np
-    >>> out = windows_for_clips([np.arange(3), np.arange(10, 15)], [0, 1], length=2, shift=2)
+    >>> out = windows_for_clips([np.arange(3), np.arange(10, 15)], [0, 1], window=2, hop=2)
     >>> out["windows"].tolist(), out["clip_index"].tolist()
     ([[0, 1], [2, 0], [10, 11], [12, 13], [14, 0]], [0, 0, 1, 1, 1])
     """
-    length = _check_positive_int("length", length)
-    shift = _check_positive_int("shift", shift)
+    window = _check_positive_int("window", window)
+    hop = _check_positive_int("hop", hop)
     clips = [np.asarray(clip) for clip in clips]
     for i, clip in enumerate(clips):
         if clip.ndim == 0 or clip.shape[1:] != clips[0].shape[1:]:
@@ -346,7 +303,7 @@ def windows_for_clips(clips, labels=None, *, length: int, shift: int, pad_end: b
     dtype = clips[0].dtype if clips else np.float32
     windows, masks, targets, target_masks, counts = [], [], [], [], []
     for i, clip in enumerate(clips):
-        w, m = _frame_np(clip, length, shift, pad_end, pad_value)
+        w, m = _frame_np(clip, window, hop, pad_end, pad_value)
         windows.append(w)
         masks.append(m)
         counts.append(len(w))
@@ -356,7 +313,7 @@ def windows_for_clips(clips, labels=None, *, length: int, shift: int, pad_end: b
                 raise invalid_argument(f"per_item_targets[{i}]",
                                        f"<array of shape {item_targets.shape}>",
                                        f"one target per item of clips[{i}] ({len(clip)})")
-            t, tm = window_targets(item_targets, length=length, shift=shift, delay=delay,
+            t, tm = window_targets(item_targets, window=window, hop=hop, delay=delay,
                                    pad_end=pad_end)
             targets.append(t)
             target_masks.append(tm)
@@ -367,8 +324,8 @@ def windows_for_clips(clips, labels=None, *, length: int, shift: int, pad_end: b
     window_index_in_clip = (np.arange(len(clip_index)) - starts[clip_index]).astype(np.int32)
     out = {
         "windows": (np.concatenate(windows) if windows
-                    else np.zeros((0, length, *trailing), dtype)),
-        "mask": np.concatenate(masks) if masks else np.zeros((0, length), bool),
+                    else np.zeros((0, window, *trailing), dtype)),
+        "mask": np.concatenate(masks) if masks else np.zeros((0, window), bool),
         "clip_index": clip_index,
         "window_index_in_clip": window_index_in_clip,
         "is_first_window": window_index_in_clip == 0,
@@ -378,9 +335,9 @@ def windows_for_clips(clips, labels=None, *, length: int, shift: int, pad_end: b
     if labels is not None:
         out["labels"] = labels[clip_index]
     if per_item_targets is not None:
-        out["targets"] = np.concatenate(targets) if targets else np.zeros((0, length))
+        out["targets"] = np.concatenate(targets) if targets else np.zeros((0, window))
         out["target_mask"] = (np.concatenate(target_masks) if target_masks
-                              else np.zeros((0, length), bool))
+                              else np.zeros((0, window), bool))
     return out
 
 
@@ -477,105 +434,3 @@ def aggregate_clip_regression(values, clip_index, *, n_clips: int | None = None)
         raise invalid_argument("values", values, "an array [n_windows, ...]")
     clip_index, n_clips = _check_clip_index(clip_index, values.shape[0], n_clips)
     return _clip_means(values, clip_index, n_clips).astype(np.float32)
-
-
-# --------------------------------------------------------------------------- stateful
-
-
-@dataclass(frozen=True)
-class StatefulLayout:
-    """Windows arranged in ``batch_size`` streams for stateful training / streaming.
-
-    Row ``r`` of step ``t + 1`` continues row ``r`` of step ``t``: the clips assigned to
-    stream ``r`` are laid end to end along the steps.
-
-    Attributes:
-        window_index: int64 ``[n_steps, batch_size]``, global window index (the order of
-            ``windows_for_clips``), -1 on padding rows.
-        clip_index: int64 ``[n_steps, batch_size]``, -1 on padding rows.
-        reset: bool ``[n_steps, batch_size]``, True where a row starts a new clip (reset
-            the recurrent state before it).
-        valid: bool ``[n_steps, batch_size]``, False on padding rows after a stream ran
-            out (mask their loss; their state is never used again).
-        stream_of_clip: int64 ``[n_clips]``, the stream each clip went to (-1 for clips
-            with no window).
-    """
-
-    window_index: np.ndarray
-    clip_index: np.ndarray
-    reset: np.ndarray
-    valid: np.ndarray
-    stream_of_clip: np.ndarray
-
-    @property
-    def n_steps(self) -> int:
-        return int(self.window_index.shape[0])
-
-    def batches(self):
-        """The layout as a list of batches: one dict of ``[batch_size]`` rows per step."""
-        return [
-            {"window_index": self.window_index[t], "clip_index": self.clip_index[t],
-             "reset": self.reset[t], "valid": self.valid[t]}
-            for t in range(self.n_steps)
-        ]
-
-    def gather(self, per_window, pad_value=0) -> np.ndarray:
-        """Index a per-window array ``[n_windows, ...]`` -> ``[n_steps, batch_size, ...]``,
-        with ``pad_value`` on padding rows."""
-        per_window = np.asarray(per_window)
-        out = per_window[np.maximum(self.window_index, 0)]
-        out[~self.valid] = pad_value
-        return out
-
-
-def stateful_layout(n_windows_per_clip, *, batch_size: int) -> StatefulLayout:
-    """Lay clips end to end in ``batch_size`` streams so state can carry across batches.
-
-    Clips go, longest first, to the stream with the fewest windows so far (ties: the
-    lowest stream), which keeps stream lengths balanced (LPT scheduling); within a stream
-    the clips keep their original order. Clips with no windows are left out.
-
-    Args:
-        n_windows_per_clip: windows per clip (non-negative ints), in the order of
-            ``windows_for_clips`` (its ``n_windows_per_clip`` output fits).
-        batch_size: number of streams (positive int).
-
-    Returns:
-        ``StatefulLayout``; ``n_steps`` is the longest stream.
-
-    >>> layout = stateful_layout([3, 1, 2], batch_size=2)
-    >>> layout.window_index.tolist()
-    [[0, 3], [1, 4], [2, 5]]
-    >>> layout.reset.tolist()
-    [[True, True], [False, True], [False, False]]
-    """
-    batch_size = _check_positive_int("batch_size", batch_size)
-    counts = np.asarray(n_windows_per_clip)
-    if counts.ndim != 1 or (counts.size and (not np.issubdtype(counts.dtype, np.integer)
-                                             or counts.min() < 0)):
-        raise invalid_argument("n_windows_per_clip", n_windows_per_clip,
-                               "a list of non-negative integers")
-    counts = counts.astype(np.int64)
-    offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-
-    stream_of_clip = np.full(len(counts), -1, np.int64)
-    stream_length = np.zeros(batch_size, np.int64)
-    for clip in sorted(np.flatnonzero(counts), key=lambda c: (-counts[c], c)):
-        stream = int(np.argmin(stream_length))  # argmin takes the lowest index on ties
-        stream_of_clip[clip] = stream
-        stream_length[stream] += counts[clip]
-
-    n_steps = int(stream_length.max()) if len(counts) else 0
-    window_index = np.full((n_steps, batch_size), -1, np.int64)
-    clip_index = np.full((n_steps, batch_size), -1, np.int64)
-    reset = np.zeros((n_steps, batch_size), bool)
-    for stream in range(batch_size):
-        step = 0
-        for clip in np.flatnonzero(stream_of_clip == stream):
-            n = counts[clip]
-            window_index[step:step + n, stream] = offsets[clip] + np.arange(n)
-            clip_index[step:step + n, stream] = clip
-            reset[step, stream] = True
-            step += n
-    return StatefulLayout(window_index=window_index, clip_index=clip_index, reset=reset,
-                          valid=window_index >= 0, stream_of_clip=stream_of_clip)

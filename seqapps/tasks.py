@@ -22,8 +22,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from seqapps import serving
 from seqapps.errors import invalid_argument
 from seqapps.heads import ClassificationHead, RegressionHead
+from seqapps.layers import windows as windowing
 from seqapps.layers.normalization import FeatureNormalization
 from seqapps.layers.recurrent import Recurrent
 
@@ -181,6 +183,68 @@ class SequenceModel(keras.Model):
         new_states = tf.stack([o[:, -1] for o in outputs], axis=1)
         return self.head.per_step(outputs[-1]), new_states
 
+    # ------------------------------------------------------------------ clips, serving
+    @property
+    def input_kind(self) -> str:
+        """"audio" (waveforms [samples]), "video" (frames [time, h, w, c]) or "features"."""
+        if self.frontend is None:
+            return "features"
+        rank = len(self.raw_input_shape)
+        return "audio" if rank == 1 else "video" if rank == 4 else "features"
+
+    def predict_clip(self, inputs, *, window: int | None = None, hop: int | None = None,
+                     return_windows: bool = False):
+        """One prediction per clip, from clips of any length: what serving_default,
+        `seqapps predict` and `seqapps evaluate` answer.
+
+        The clips are cut into windows as in training (``seqapps.layers.windows.frame_clips``:
+        padded tail masked, at least one window), each window is predicted and the window
+        predictions are averaged per clip. Video frame features are computed over the
+        whole clip first and then windowed, as the training cache does (FrameMotion needs
+        the frame before each window). Per-step models (pooling="none") and window=None
+        run the whole clip in one pass.
+
+        Args:
+            inputs: raw clips ``[batch, time, ...]`` (waveforms ``[batch, samples]``, frames
+                uint8 ``[batch, time, h, w, c]``) or ``{"features": [batch, time, F]}``.
+            window, hop: window and hop in items of the clips (samples, frames).
+            return_windows: also return the window predictions ``[batch, windows, ...]``.
+
+        Returns:
+            float32 ``[batch, ...]`` (and the window predictions).
+
+        >>> import numpy as np
+        >>> model = SequenceRegressor(input_shape=(None, 2), units=3)
+        >>> model.predict_clip(np.zeros((1, 7, 2), "float32"), window=4, hop=2).shape
+        TensorShape([1, 1])
+        """
+        given_features = isinstance(inputs, dict)
+        clips = tf.convert_to_tensor(inputs["features"] if given_features else inputs)
+        if window is None or self.pooling == "none":
+            # Per-step outputs belong to steps of the whole clip; averaging windows would
+            # mix different steps.
+            values = tf.cast(self({"features" if given_features else "inputs": clips}, training=False), tf.float32)
+            return (values, values[:, tf.newaxis]) if return_windows else values
+        if not given_features and self.input_kind == "video":
+            clips, given_features = self.frontend(clips, training=False), True
+        windows, mask, count = windowing.frame_clips(clips, window=window, hop=hop)
+        values = self({"features" if given_features else "inputs": windows, "mask": mask}, training=False)
+        values = tf.cast(values, tf.float32)
+        values = tf.reshape(values, tf.concat([[-1, count], tf.shape(values)[1:]], axis=0))
+        clip_values = tf.reduce_mean(values, axis=1)
+        return (clip_values, values) if return_windows else clip_values
+
+    def signatures(self, *, window: int | None = None, hop: int | None = None,
+                   builders=None) -> dict:
+        """The serving signatures {name: seqapps.serving.Signature} (see seqapps.serving);
+        `window`/`hop` (samples or frames) drive the windowing of serving_default."""
+        return serving.signatures(self, window=window, hop=hop, builders=builders)
+
+    def describe(self, *, window: int | None = None, hop: int | None = None) -> dict:
+        """Task, input kind, labels or targets, architecture, stream state shape, raw
+        input name and serving windowing, as JSON-ready values (the model card)."""
+        return serving.describe(self, window=window, hop=hop)
+
     # ------------------------------------------------------------------ fitting
     def adapt(self, dataset, *, steps: int | None = None) -> None:
         """Set the feature normalisation from (inputs, ...) batches of a dataset."""
@@ -273,6 +337,8 @@ class SequenceClassifier(SequenceModel):
     ...                     np.array([0, 1, 0, 1]), epochs=1, verbose=0)
     """
 
+    task = "classify"
+
     def __init__(self, *, num_classes: int, class_names=None, multi_label: bool = False, **kwargs):
         if class_names is not None and len(class_names) != num_classes:
             raise invalid_argument(
@@ -326,6 +392,8 @@ class SequenceRegressor(SequenceModel):
     >>> model.predict({"features": np.zeros((2, 5, 3), "float32")}, verbose=0).shape
     (2, 1)
     """
+
+    task = "regress"
 
     def __init__(self, *, num_targets: int = 1, target_names=None, **kwargs):
         if target_names is not None and len(target_names) != num_targets:

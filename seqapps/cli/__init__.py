@@ -162,7 +162,7 @@ def _predict(args) -> int:
 
 
 def _export(args) -> int:
-    from seqapps.export import export_run
+    from seqapps.runs.export import export_run
 
     path = export_run(args.run_dir, base_dir=args.base_dir, name=args.name, version=args.version)
     print(f"exported {path}")

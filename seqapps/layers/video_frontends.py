@@ -83,7 +83,7 @@ class FramePixels(_FrameLayer):
     TensorShape([1, 3, 48])
     """
 
-    def __init__(self, size=(16, 16), normalization="unit", grayscale=False, **kwargs):
+    def __init__(self, *, size=(16, 16), normalization="unit", grayscale=False, **kwargs):
         super().__init__(**kwargs)
         self.size = _check_pair("size", size)
         if normalization not in ("unit", "standardize"):
@@ -127,7 +127,7 @@ class ColorHistogram(_FrameLayer):
     TensorShape([1, 2, 24])
     """
 
-    def __init__(self, bins=16, normalize=True, **kwargs):
+    def __init__(self, *, bins=16, normalize=True, **kwargs):
         super().__init__(**kwargs)
         if not (isinstance(bins, int) and 1 <= bins <= 256):
             raise invalid_argument("bins", bins, "an integer in [1, 256]")
@@ -175,7 +175,7 @@ class FrameDifference(_FrameLayer):
     TensorShape([1, 3, 16])
     """
 
-    def __init__(self, size=(8, 8), **kwargs):
+    def __init__(self, *, size=(8, 8), **kwargs):
         super().__init__(**kwargs)
         self.size = _check_pair("size", size)
 
@@ -210,7 +210,7 @@ class FrameMotion(_FrameLayer):
     TensorShape([1, 4, 12])
     """
 
-    def __init__(self, size=(32, 32), grid=(1, 1), threshold=0.05, **kwargs):
+    def __init__(self, *, size=(32, 32), grid=(1, 1), threshold=0.05, **kwargs):
         super().__init__(**kwargs)
         self.size = _check_pair("size", size)
         self.grid = _check_pair("grid", grid)
@@ -264,12 +264,12 @@ class FrameEmbedder(_FrameLayer):
             rescale inside), "unit" divides by 255, "symmetric" maps to [-1, 1].
 
     >>> import numpy as np
-    >>> embed = FrameEmbedder(small_cnn(embedding_dim=8), input_size=(32, 32), scale="unit")
+    >>> embed = FrameEmbedder(model=small_cnn(embedding_dim=8), input_size=(32, 32), scale="unit")
     >>> embed(np.zeros((2, 3, 48, 64, 3), np.uint8)).shape
     TensorShape([2, 3, 8])
     """
 
-    def __init__(self, model, input_size=None, scale="none", **kwargs):
+    def __init__(self, *, model, input_size=None, scale="none", **kwargs):
         super().__init__(**kwargs)
         if isinstance(model, dict):
             model = keras.saving.deserialize_keras_object(model)
@@ -377,12 +377,12 @@ class FrameFeatures(_FrameLayer):
     """Several frame-feature layers side by side, concatenated: [batch, time, sum features].
 
     >>> import numpy as np
-    >>> layer = FrameFeatures([FramePixels(size=(4, 4)), ColorHistogram(bins=4)])
+    >>> layer = FrameFeatures(layers=[FramePixels(size=(4, 4)), ColorHistogram(bins=4)])
     >>> layer(np.zeros((1, 2, 16, 16, 3), np.uint8)).shape
     TensorShape([1, 2, 60])
     """
 
-    def __init__(self, layers, **kwargs):
+    def __init__(self, *, layers, **kwargs):
         super().__init__(**kwargs)
         if not layers:
             raise invalid_argument("layers", layers, "a non-empty list of frame-feature layers")

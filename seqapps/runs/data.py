@@ -79,7 +79,7 @@ def make_frontend(kind: str, data: dict):
             f"`data.features` must be a non-empty list drawn from {sorted(makers)}. Received: {data['features']!r}"
         )
     parts = [makers[name]() for name in data["features"]]
-    frontend = parts[0] if len(parts) == 1 else FrameFeatures(parts)
+    frontend = parts[0] if len(parts) == 1 else FrameFeatures(layers=parts)
     height, width = data["size"]
     return frontend, (None, height, width, 3)
 
@@ -130,37 +130,62 @@ def make_dataset(kind: str, source, indices, *, data: dict, frontend, batch_size
         report=report,
     )
     dataset = read_frame_cache(
-        folder, length=data["window_frames"], shift=data["hop_frames"], batch_size=batch_size,
+        folder, window_frames=data["window_frames"], hop_frames=data["hop_frames"], batch_size=batch_size,
         target="label" if source.task == "classify" else "clip_targets", shuffle=shuffle, seed=seed,
-        include_clip_index=with_clip_index,
+        with_clip_index=with_clip_index,
     )
     return dataset.map(_rename_inputs_to_features)
 
 
-def clip_predictions(model, dataset: tf.data.Dataset, n_clips_hint: int | None = None):
-    """Window predictions aggregated per clip (mean of probabilities / values).
+def window_and_hop(preprocessing: dict) -> tuple[int, int]:
+    """(window, hop) in samples (audio) or frames (video) of a run's preprocessing config."""
+    from seqapps.export import window_settings
 
-    Returns (sorted clip ids, their clip predictions, their targets).
+    settings = window_settings(preprocessing)
+    if settings is None:
+        raise ConfigError("the run's config.json sets no window (window_samples or window_frames)")
+    return settings
+
+
+def clip_predictions(model, kind: str, source, indices, *, data: dict, cache_dir: str | os.PathLike,
+                     report: BadInputReport):
+    """``model.predict_clip`` on every usable clip of examples `indices` of `source`.
+
+    Audio clips are decoded (``pipelines.audio.decode_files``); video clips are read back
+    as whole-clip frame features from the frame cache (the one training built, so the
+    features are those of training). Bad files go to `report`.
+
+    Returns (source indices of the predicted clips, int64; their predictions; targets).
     """
-    from pipelines.windows import aggregate_clip_predictions, aggregate_clip_regression
-
-    predictions, clip_index, targets = [], [], []
-    for inputs, y, *_ in dataset:
-        clip = inputs.pop("clip_index")
-        predictions.append(model(inputs, training=False).numpy())
-        clip_index.append(np.asarray(clip))
-        targets.append(np.asarray(y))
-    if not predictions:
-        raise ConfigError("no windows to evaluate: every file was skipped (see the bad-input report)")
-    predictions = np.concatenate(predictions)
-    clip_index = np.concatenate(clip_index).astype(np.int64)
-    targets = np.concatenate(targets)
-    clips, first, dense = np.unique(clip_index, return_index=True, return_inverse=True)
-    if predictions.ndim == 2 and getattr(model, "num_classes", None):
-        per_clip = aggregate_clip_predictions(predictions, dense, n_clips=len(clips))
+    indices = np.asarray(indices, dtype=np.int64)
+    window, hop = window_and_hop(preprocessing_config(kind, data))
+    predict = tf.function(lambda clips: model.predict_clip(clips, window=window, hop=hop), reduce_retracing=True)
+    if source.task == "classify":
+        all_targets = np.asarray(source.labels_as_ids(), dtype=np.int32)
     else:
-        per_clip = aggregate_clip_regression(predictions, dense, n_clips=len(clips))
-    return clips, per_clip, targets[first]
+        all_targets = np.asarray(source.targets_array(), dtype=np.float32)
+    clips, predictions = [], []
+    if kind == "audio":
+        from pipelines.audio import decode_files
+
+        waveforms = decode_files([source.examples[int(i)].path for i in indices],
+                                 sample_rate=data["sample_rate"], report=report)
+        for index, waveform in zip(indices, waveforms, strict=True):
+            if waveform is not None and len(waveform):
+                clips.append(index)
+                predictions.append(predict(waveform[np.newaxis]).numpy()[0])
+    else:
+        from pipelines.frame_cache import read_cached_clips, write_frame_cache
+
+        folder = write_frame_cache(source, indices, Path(cache_dir), feature_layer=model.frontend,
+                                   fps=data["fps"], size=tuple(data["size"]), report=report)
+        for clip in read_cached_clips(folder):
+            clips.append(int(clip["clip_index"]))
+            predictions.append(predict({"features": clip["features"][tf.newaxis]}).numpy()[0])
+    if not predictions:
+        raise ConfigError("no clips to evaluate: every file was skipped (see the bad-input report)")
+    clips = np.asarray(clips, dtype=np.int64)
+    return clips, np.stack(predictions), all_targets[clips]
 
 
 def decode_file(kind: str, path: str, data: dict) -> np.ndarray:
@@ -172,10 +197,3 @@ def decode_file(kind: str, path: str, data: dict) -> np.ndarray:
     from pipelines.video import read_clip
 
     return read_clip(path, fps=data["fps"], size=tuple(data["size"]))
-
-
-def window_raw(raw: np.ndarray, *, length: int, shift: int):
-    """Windows and masks of one decoded file along its first axis."""
-    from pipelines.windows import frame_windows
-
-    return frame_windows(raw, length=length, shift=shift)

@@ -62,7 +62,7 @@ def run_demo(out, *, epochs: int | None = None, base_dir: str = "saved_models", 
         entry = {"accuracy": held_out["accuracy"], "macro_f1": held_out["macro_f1"], "n_clips": held_out["n"],
                  "run_dir": str(run_dir), "seconds": round(time.perf_counter() - start, 1)}
         if export:
-            from seqapps.export import export_run
+            from seqapps.runs.export import export_run
 
             entry["export"] = str(export_run(run_dir, base_dir=base_dir, name=f"demo_{kind}"))
         summary[kind] = entry

@@ -29,29 +29,19 @@ def evaluate_run(run_dir, *, data_dir=None, manifest=None, strict=False) -> dict
 
 
 class _RunPredictor:
-    """Window a decoded file, run the Keras model, aggregate per clip."""
+    """The run's Keras model: ``predict_clip`` with the run's window and hop."""
 
     def __init__(self, run_dir):
         self.model, config = load_run(run_dir)
         self.kind, self.data = config["kind"], config["settings"]["data"]
-        pre = config["preprocessing"]
-        self.length = pre["window_samples"] if self.kind == "audio" else pre["window_frames"]
-        self.shift = pre["hop_samples"] if self.kind == "audio" else pre["hop_frames"]
+        self.window, self.hop = run_data.window_and_hop(config["preprocessing"])
 
     def __call__(self, raw):
-        if self.kind == "video":
-            # As in training: frame features over the whole clip (motion needs the frame
-            # before each window), then windows of features.
-            features = self.model.frontend(raw[np.newaxis], training=False).numpy()[0]
-            windows, mask = run_data.window_raw(features, length=self.length, shift=self.shift)
-            inputs = {"features": windows, "mask": mask}
-        else:
-            windows, mask = run_data.window_raw(raw, length=self.length, shift=self.shift)
-            inputs = {"inputs": windows, "mask": mask}
-        if len(windows) == 0:
+        if len(raw) == 0:
             raise ValueError("too short for one window")
-        per_window = self.model(inputs, training=False).numpy()
-        return per_window.mean(0), per_window
+        clip, per_window = self.model.predict_clip(raw[np.newaxis], window=self.window, hop=self.hop,
+                                                   return_windows=True)
+        return clip.numpy()[0], per_window.numpy()[0]
 
 
 class _SavedModelPredictor:

@@ -72,12 +72,8 @@ def build_model(kind: str, task: str, settings: dict, source):
 
 def evaluate_split(model, kind, source, indices, *, settings, run_dir, report) -> dict:
     """Clip-level metrics of `model` on examples `indices` of `source`."""
-    dataset = run_data.make_dataset(
-        kind, source, indices, data=settings["data"], frontend=model.frontend,
-        batch_size=settings["training"]["batch_size"], shuffle=False, seed=0,
-        cache_dir=run_dir / "cache", report=report, with_clip_index=True,
-    )
-    _, predictions, targets = run_data.clip_predictions(model, dataset)
+    _, predictions, targets = run_data.clip_predictions(
+        model, kind, source, indices, data=settings["data"], cache_dir=run_dir / "cache", report=report)
     if source.task == "classify":
         return classification_metrics(targets, predictions, source.class_names)
     return regression_metrics(targets, predictions)

@@ -196,7 +196,7 @@ def test_cache_hit_decodes_nothing_and_rebuilds_on_change(tmp_path, clips, monke
     source = _source(clips)
     ds = audio_dataset(source, sample_rate=SR, window_seconds=0.5, hop_seconds=0.5, batch_size=4, cache_dir=cache)
     for _ in range(2):
-        assert sum(int(x["inputs"].shape[0]) for x, _ in ds) == sum(n_windows(n, length=8000, shift=8000) for n in meta["lengths"])
+        assert sum(int(x["inputs"].shape[0]) for x, _ in ds) == sum(n_windows(n, window=8000, hop=8000) for n in meta["lengths"])
     assert len(calls) == 5
     # a file changes (size and mtime) -> new key, everything decoded again
     sf.write(clips[2], np.full(6000, 0.3, np.float32), SR, subtype="FLOAT")
@@ -277,7 +277,7 @@ def test_windows_never_cross_clips_and_carry_their_labels(tmp_path, clips, bad_f
             assert np.all(w[~m] == 0) and m[0]
             assert label == source.class_names.index(labels[clip])
     lengths = [SR, 12000, 4000, 20000, 8000]
-    expected = [c for c in range(5) for _ in range(n_windows(lengths[c], length=8000, shift=4000))]
+    expected = [c for c in range(5) for _ in range(n_windows(lengths[c], window=8000, hop=4000))]
     assert [c for c, _ in rows] == expected  # clip by clip, in order; bad clips 5, 6 gone
     assert int(ds.cardinality()) == -(-len(expected) // 3)
     if cached:
@@ -385,4 +385,4 @@ def test_real_clips_decode(shared_data):
     source = from_directory(folder, extensions=(".wav",))
     ds = audio_dataset(source, sample_rate=8000, window_seconds=0.5, hop_seconds=0.5, batch_size=32, shuffle=False)
     total = sum(int(y.shape[0]) for _, y in ds)
-    assert total == sum(n_windows(w.shape[0], length=4000, shift=4000) for w in waves)
+    assert total == sum(n_windows(w.shape[0], window=4000, hop=4000) for w in waves)

@@ -323,10 +323,10 @@ def test_video_dataset_windows_clips_with_labels(numbered_clip, textured_clip):
     from pipelines.windows import frame_windows
 
     examples = [Example(os.fspath(numbered_clip), 1), Example(os.fspath(textured_clip), 0)]
-    ds = video_dataset(examples, length=4, shift=3, fps=10, size=(16, 16), batch_size=64,
-                       include_clip_index=True)
+    ds = video_dataset(examples, window_frames=4, hop_frames=3, fps=10, size=(16, 16), batch_size=64,
+                       with_clip_index=True)
     inputs, labels = next(iter(ds))
-    expected = [frame_windows(read_clip(e.path, fps=10, size=(16, 16)), length=4, shift=3) for e in examples]
+    expected = [frame_windows(read_clip(e.path, fps=10, size=(16, 16)), window=4, hop=3) for e in examples]
     np.testing.assert_array_equal(inputs["inputs"], np.concatenate([w for w, _ in expected]))
     np.testing.assert_array_equal(inputs["mask"], np.concatenate([m for _, m in expected]))
     counts = [len(w) for w, _ in expected]
@@ -341,7 +341,7 @@ def test_video_dataset_per_frame_targets_with_delay(numbered_clip, tmp_path):
     y = np.arange(len(frames), dtype=np.float32) * 10
     np.save(tmp_path / "clip.avi.targets.npy", y)
     ds = video_dataset([Example(os.fspath(clip_path))], target="frame", delay=2, fps=10,
-                       length=4, shift=4, size=(8, 8), batch_size=16)
+                       window_frames=4, hop_frames=4, size=(8, 8), batch_size=16)
     inputs, targets, weights = next(iter(ds))
     # Output frame n is source frame 3n; its target is y at output frame n + 2.
     kept = np.arange(0, 30, 3)
@@ -358,7 +358,7 @@ def test_video_dataset_per_frame_targets_with_delay(numbered_clip, tmp_path):
 def test_video_dataset_skips_bad_files_and_reports(numbered_clip, tmp_path):
     report = BadInputReport()
     examples = [Example(os.fspath(tmp_path / "gone.avi"), 0), Example(os.fspath(numbered_clip), 1)]
-    ds = video_dataset(examples, length=10, shift=10, size=(8, 8), batch_size=8, report=report)
+    ds = video_dataset(examples, window_frames=10, hop_frames=10, size=(8, 8), batch_size=8, report=report)
     batches = list(ds)
     assert sum(len(labels) for _, labels in batches) == 3
     assert report.skipped[0]["path"].endswith("gone.avi")
@@ -406,7 +406,7 @@ def test_synthetic_video_is_deterministic(tmp_path):
 def feature_layer():
     from seqapps.layers.video_frontends import FrameFeatures, FrameMotion, FramePixels
 
-    return FrameFeatures([FramePixels(size=(4, 4)), FrameMotion(size=(16, 16), grid=(2, 2))])
+    return FrameFeatures(layers=[FramePixels(size=(4, 4)), FrameMotion(size=(16, 16), grid=(2, 2))])
 
 
 def _synthetic_examples(root: Path) -> list[Example]:
@@ -420,13 +420,13 @@ def test_cache_round_trip_equals_direct_features(synthetic_root, feature_layer, 
     cache = write_frame_cache(examples, [0, 3, 5], tmp_path, feature_layer=feature_layer,
                               fps=8, size=(32, 32), shards=2, chunk_frames=5)
     clips = {int(c["clip_index"]): c for c in read_cached_clips(cache)}
-    assert sorted(clips) == [0, 1, 2]
-    for position, index in enumerate([0, 3, 5]):
+    assert sorted(clips) == [0, 3, 5]  # clip_index is the source index (issue 15)
+    for index in [0, 3, 5]:
         frames = read_clip(examples[index].path, fps=8, size=(32, 32))
         direct = np.asarray(feature_layer(frames[None]))[0]
-        np.testing.assert_allclose(clips[position]["features"].numpy(), direct, atol=1e-5)
-        assert int(clips[position]["label"]) == examples[index].label
-        assert clips[position]["id"].numpy().decode() == examples[index].path
+        np.testing.assert_allclose(clips[index]["features"].numpy(), direct, atol=1e-5)
+        assert int(clips[index]["label"]) == examples[index].label
+        assert clips[index]["id"].numpy().decode() == examples[index].path
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp")]
     # Same files and settings: the cache is reused, not rewritten.
     stamp = (cache / "manifest.json").stat().st_mtime_ns
@@ -444,10 +444,10 @@ def test_windows_from_cache_equal_windows_from_decoding(synthetic_root, feature_
     cache = write_frame_cache(examples, indices, tmp_path, feature_layer=feature_layer,
                               size=(32, 32), shards=1)
     cached_inputs, cached_labels = next(iter(read_frame_cache(
-        cache, length=5, shift=3, batch_size=100, include_clip_index=True)))
+        cache, window_frames=5, hop_frames=3, batch_size=100, with_clip_index=True)))
     direct_inputs, direct_labels = next(iter(video_dataset(
-        examples, indices=indices, length=5, shift=3, size=(32, 32), batch_size=100,
-        feature_layer=feature_layer, include_clip_index=True)))
+        examples, indices=indices, window_frames=5, hop_frames=3, size=(32, 32), batch_size=100,
+        feature_layer=feature_layer, with_clip_index=True)))
     np.testing.assert_allclose(cached_inputs["inputs"], direct_inputs["inputs"], atol=1e-5)
     np.testing.assert_array_equal(cached_inputs["mask"], direct_inputs["mask"])
     np.testing.assert_array_equal(cached_inputs["clip_index"], direct_inputs["clip_index"])
@@ -469,7 +469,7 @@ def test_cache_frame_targets_quantisation_and_bad_files(synthetic_root, tmp_path
     cache = write_frame_cache(examples, None, tmp_path / "cache", feature_layer=layer,
                               size=(32, 32), quantize=(0.0, 1.0), report=report)
     assert report.skipped[0]["path"].endswith("gone.avi")
-    ds = read_frame_cache(cache, length=4, shift=4, batch_size=100, target="frame", delay=1)
+    ds = read_frame_cache(cache, window_frames=4, hop_frames=4, batch_size=100, target="frame", delay=1)
     inputs, targets, weights = next(iter(ds))
     assert inputs["inputs"].shape == (6, 4, 12)
     np.testing.assert_array_equal(targets[0], [101, 102, 103, 104])
@@ -487,7 +487,7 @@ def test_synthetic_manifest_through_sources_and_the_cache(synthetic_root, tmp_pa
     ids = source.labels_as_ids()
     cache = write_frame_cache(source, [0, 7], tmp_path, feature_layer=ColorHistogram(bins=4),
                               size=(32, 32))
-    ds = read_frame_cache(cache, length=12, shift=12, batch_size=8, include_clip_index=True)
+    ds = read_frame_cache(cache, window_frames=12, hop_frames=12, batch_size=8, with_clip_index=True)
     inputs, labels = next(iter(ds))
     np.testing.assert_array_equal(labels, [ids[0], ids[7]])
     np.testing.assert_allclose(inputs["inputs"].numpy().sum(axis=-1), 3.0, rtol=1e-5)
@@ -499,6 +499,6 @@ def test_synthetic_manifest_through_sources_and_the_cache(synthetic_root, tmp_pa
 
 def test_clip_regression_targets(numbered_clip):
     examples = [Example(os.fspath(numbered_clip), None, (0.25, 4.0))]
-    ds = video_dataset(examples, target="clip_targets", length=30, shift=30, size=(8, 8))
+    ds = video_dataset(examples, target="clip_targets", window_frames=30, hop_frames=30, size=(8, 8))
     _, labels = next(iter(ds))
     np.testing.assert_array_equal(labels, [[0.25, 4.0]])

@@ -40,7 +40,7 @@ def reference_windows(sequence, length, shift, pad_value=0):
 
 
 def test_frame_windows_hand_computed_padded_last_window():
-    windows, mask = frame_windows(np.array([1, 2, 3, 4, 5]), length=4, shift=2)
+    windows, mask = frame_windows(np.array([1, 2, 3, 4, 5]), window=4, hop=2)
     np.testing.assert_array_equal(windows, [[1, 2, 3, 4], [3, 4, 5, 0]])
     np.testing.assert_array_equal(mask, [[T, T, T, T], [T, T, T, F]])
     assert mask.dtype == bool
@@ -48,39 +48,39 @@ def test_frame_windows_hand_computed_padded_last_window():
 
 def test_frame_windows_keeps_trailing_axes_and_pad_value():
     x = np.array([[1.0, -1.0], [2.0, -2.0], [3.0, -3.0]], dtype=np.float32)
-    windows, mask = frame_windows(x, length=2, shift=2, pad_value=9)
+    windows, mask = frame_windows(x, window=2, hop=2, pad_value=9)
     assert windows.dtype == np.float32
     np.testing.assert_array_equal(windows, [[[1, -1], [2, -2]], [[3, -3], [9, 9]]])
     np.testing.assert_array_equal(mask, [[T, T], [T, F]])
 
 
 def test_frame_windows_exact_fit_has_no_padding_window():
-    windows, mask = frame_windows(np.arange(6), length=3, shift=3)
+    windows, mask = frame_windows(np.arange(6), window=3, hop=3)
     np.testing.assert_array_equal(windows, [[0, 1, 2], [3, 4, 5]])
     assert mask.all()
 
 
 def test_frame_windows_short_sequence_gives_one_padded_window():
-    windows, mask = frame_windows(np.array([7, 8]), length=4, shift=1, pad_value=-1)
+    windows, mask = frame_windows(np.array([7, 8]), window=4, hop=1, pad_value=-1)
     np.testing.assert_array_equal(windows, [[7, 8, -1, -1]])
     np.testing.assert_array_equal(mask, [[T, T, F, F]])
 
 
 def test_frame_windows_empty_sequence_gives_zero_windows():
-    windows, mask = frame_windows(np.zeros((0, 3), np.float32), length=4, shift=2)
+    windows, mask = frame_windows(np.zeros((0, 3), np.float32), window=4, hop=2)
     assert windows.shape == (0, 4, 3) and mask.shape == (0, 4)
 
 
 def test_frame_windows_without_pad_end_keeps_full_windows_only():
-    windows, mask = frame_windows(np.array([1, 2, 3, 4, 5]), length=4, shift=2, pad_end=False)
+    windows, mask = frame_windows(np.array([1, 2, 3, 4, 5]), window=4, hop=2, pad_end=False)
     np.testing.assert_array_equal(windows, [[1, 2, 3, 4]])
     assert mask.all()
-    windows, mask = frame_windows(np.array([1, 2]), length=4, shift=2, pad_end=False)
+    windows, mask = frame_windows(np.array([1, 2]), window=4, hop=2, pad_end=False)
     assert windows.shape == (0, 4) and mask.shape == (0, 4)
 
 
 def test_frame_windows_shift_larger_than_length():
-    windows, mask = frame_windows(np.arange(7), length=2, shift=3)
+    windows, mask = frame_windows(np.arange(7), window=2, hop=3)
     np.testing.assert_array_equal(windows, [[0, 1], [3, 4], [6, 0]])
     np.testing.assert_array_equal(mask, [[T, T], [T, T], [T, F]])
 
@@ -89,13 +89,13 @@ def test_frame_windows_shift_larger_than_length():
 @pytest.mark.parametrize("length,shift", [(4, 2), (4, 1), (3, 3), (2, 5), (1, 1), (5, 4)])
 def test_frame_windows_matches_loop_reference_and_tf_signal_frame(n_items, length, shift):
     x = np.arange(1, n_items + 1)
-    windows, mask = frame_windows(x, length=length, shift=shift, pad_value=-7)
+    windows, mask = frame_windows(x, window=length, hop=shift, pad_value=-7)
     ref_windows, ref_mask = reference_windows(x.tolist(), length, shift, pad_value=-7)
     np.testing.assert_array_equal(windows.reshape(-1, length), np.reshape(ref_windows, (-1, length)))
     np.testing.assert_array_equal(mask.reshape(-1, length), np.reshape(ref_mask, (-1, length)))
-    assert len(windows) == n_windows(n_items, length=length, shift=shift)
+    assert len(windows) == n_windows(n_items, window=length, hop=shift)
 
-    full, _ = frame_windows(x, length=length, shift=shift, pad_end=False)
+    full, _ = frame_windows(x, window=length, hop=shift, pad_end=False)
     expected = tf.signal.frame(x, length, shift, pad_end=False).numpy()
     np.testing.assert_array_equal(full.reshape(-1, length), expected.reshape(-1, length))
 
@@ -107,9 +107,9 @@ CASES = [(n, L, S, pe) for n in (0, 1, 3, 5, 8) for L, S in ((4, 2), (2, 5), (3,
 @pytest.mark.parametrize("n_items,length,shift,pad_end", CASES)
 def test_frame_windows_tf_eager_and_graph_match_numpy(n_items, length, shift, pad_end):
     x = (np.arange(n_items * 2, dtype=np.float32).reshape(n_items, 2) + 1)
-    expected_windows, expected_mask = frame_windows(x, length=length, shift=shift,
+    expected_windows, expected_mask = frame_windows(x, window=length, hop=shift,
                                                     pad_end=pad_end, pad_value=-1)
-    eager_windows, eager_mask = frame_windows(tf.constant(x), length=length, shift=shift,
+    eager_windows, eager_mask = frame_windows(tf.constant(x), window=length, hop=shift,
                                               pad_end=pad_end, pad_value=-1)
     assert tf.is_tensor(eager_windows)
     np.testing.assert_array_equal(eager_windows.numpy(), expected_windows)
@@ -119,15 +119,15 @@ def test_frame_windows_tf_eager_and_graph_match_numpy(n_items, length, shift, pa
 def test_frame_windows_tf_function_unknown_length_and_tf_data_map():
     @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32)])
     def frame(sequence):
-        return frame_windows(sequence, length=3, shift=2)
+        return frame_windows(sequence, window=3, hop=2)
 
     lengths = [0, 1, 4, 7]
     sequences = [np.arange(n * 2, dtype=np.float32).reshape(n, 2) + 1 for n in lengths]
     dataset = tf.data.Dataset.from_generator(
         lambda: iter(sequences), output_signature=tf.TensorSpec([None, 2], tf.float32))
-    dataset = dataset.map(lambda s: frame_windows(s, length=3, shift=2))
+    dataset = dataset.map(lambda s: frame_windows(s, window=3, hop=2))
     for sequence, (data_windows, data_mask) in zip(sequences, dataset, strict=True):
-        expected_windows, expected_mask = frame_windows(sequence, length=3, shift=2)
+        expected_windows, expected_mask = frame_windows(sequence, window=3, hop=2)
         graph_windows, graph_mask = frame(tf.constant(sequence))
         for windows, mask in ((graph_windows, graph_mask), (data_windows, data_mask)):
             np.testing.assert_array_equal(windows.numpy(), expected_windows)
@@ -138,10 +138,10 @@ def test_frame_windows_tf_function_unknown_length_and_tf_data_map():
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    ({"length": 0, "shift": 1}, "`length` must be a positive integer. Received: length=0"),
-    ({"length": 2, "shift": -1}, "`shift` must be a positive integer. Received: shift=-1"),
-    ({"length": 2.0, "shift": 1}, "Received: length=2.0"),
-    ({"length": True, "shift": 1}, "Received: length=True"),
+    ({"window": 0, "hop": 1}, "`window` must be a positive integer. Received: window=0"),
+    ({"window": 2, "hop": -1}, "`hop` must be a positive integer. Received: hop=-1"),
+    ({"window": 2.0, "hop": 1}, "Received: window=2.0"),
+    ({"window": True, "hop": 1}, "Received: window=True"),
 ])
 def test_frame_windows_rejects_bad_arguments(kwargs, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -152,21 +152,21 @@ def test_frame_windows_rejects_bad_arguments(kwargs, message):
 
 def test_frame_windows_rejects_scalar_sequence():
     with pytest.raises(ConfigError, match="`sequence` must be an array of rank >= 1"):
-        frame_windows(np.float32(3.0), length=2, shift=1)
+        frame_windows(np.float32(3.0), window=2, hop=1)
     with pytest.raises(ConfigError, match="`sequence` must be a tensor of rank >= 1"):
-        frame_windows(tf.constant(3.0), length=2, shift=1)
+        frame_windows(tf.constant(3.0), window=2, hop=1)
 
 
 def test_n_windows_rejects_negative_count():
     with pytest.raises(ConfigError, match="`n_items` must be a non-negative integer"):
-        n_windows(-1, length=2, shift=1)
+        n_windows(-1, window=2, hop=1)
 
 
 # --------------------------------------------------------------------------- window_targets
 
 
 def test_window_targets_delay_one_hand_computed():
-    targets, mask = window_targets(np.array([10.0, 11, 12, 13, 14]), length=3, shift=2, delay=1)
+    targets, mask = window_targets(np.array([10.0, 11, 12, 13, 14]), window=3, hop=2, delay=1)
     np.testing.assert_array_equal(targets, [[11, 12, 13], [13, 14, 0]])
     # item 4 would need y(5): masked; items 0..3 are real
     np.testing.assert_array_equal(mask, [[T, T, T], [T, T, F]])
@@ -174,24 +174,24 @@ def test_window_targets_delay_one_hand_computed():
 
 def test_window_targets_delay_two_keeps_frame_window_boundaries():
     y = np.array([10.0, 11, 12, 13, 14])
-    targets, mask = window_targets(y, length=2, shift=2, delay=2)
+    targets, mask = window_targets(y, window=2, hop=2, delay=2)
     np.testing.assert_array_equal(targets, [[12, 13], [14, 0], [0, 0]])
     np.testing.assert_array_equal(mask, [[T, T], [T, F], [F, F]])
-    windows, _ = frame_windows(y, length=2, shift=2)
+    windows, _ = frame_windows(y, window=2, hop=2)
     assert windows.shape == targets.shape
 
 
 def test_window_targets_negative_delay_masks_the_start():
     targets, mask = window_targets(np.array([[1.0, -1], [2, -2], [3, -3]]),
-                                   length=2, shift=1, delay=-1)
+                                   window=2, hop=1, delay=-1)
     np.testing.assert_array_equal(targets, [[[0, 0], [1, -1]], [[1, -1], [2, -2]]])
     np.testing.assert_array_equal(mask, [[F, T], [T, T]])
 
 
 def test_window_targets_zero_delay_equals_frame_windows():
     y = np.random.default_rng(0).normal(size=(11, 3)).astype(np.float32)
-    targets, mask = window_targets(y, length=4, shift=3)
-    windows, frame_mask = frame_windows(y, length=4, shift=3)
+    targets, mask = window_targets(y, window=4, hop=3)
+    windows, frame_mask = frame_windows(y, window=4, hop=3)
     np.testing.assert_array_equal(targets, windows)
     np.testing.assert_array_equal(mask, frame_mask)
 
@@ -199,7 +199,7 @@ def test_window_targets_zero_delay_equals_frame_windows():
 @pytest.mark.parametrize("delay", [0, 1, 3, 12, -2])
 def test_window_targets_convention_every_unmasked_item_is_y_of_n_plus_d(delay):
     y = np.arange(100, 111, dtype=np.float32)  # y(n) = 100 + n, 11 items
-    targets, mask = window_targets(y, length=4, shift=3, delay=delay)
+    targets, mask = window_targets(y, window=4, hop=3, delay=delay)
     for w in range(len(targets)):
         for j in range(4):
             n = 3 * w + j
@@ -212,11 +212,11 @@ def test_window_targets_convention_every_unmasked_item_is_y_of_n_plus_d(delay):
 def test_window_targets_tf_graph_matches_numpy(delay):
     @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32)])
     def window(y):
-        return window_targets(y, length=3, shift=2, delay=delay)
+        return window_targets(y, window=3, hop=2, delay=delay)
 
     for n in (0, 1, 5, 8):
         y = np.arange(n * 2, dtype=np.float32).reshape(n, 2) + 1
-        expected_targets, expected_mask = window_targets(y, length=3, shift=2, delay=delay)
+        expected_targets, expected_mask = window_targets(y, window=3, hop=2, delay=delay)
         targets, mask = window(tf.constant(y))
         np.testing.assert_array_equal(targets.numpy(), expected_targets)
         np.testing.assert_array_equal(mask.numpy(), expected_mask)
@@ -224,7 +224,7 @@ def test_window_targets_tf_graph_matches_numpy(delay):
 
 def test_window_targets_rejects_bad_delay():
     with pytest.raises(ConfigError, match=r"`delay` must be an integer. Received: delay=0.5"):
-        window_targets(np.arange(4.0), length=2, shift=1, delay=0.5)
+        window_targets(np.arange(4.0), window=2, hop=1, delay=0.5)
 
 
 # --------------------------------------------------------------------------- clips
@@ -232,7 +232,7 @@ def test_window_targets_rejects_bad_delay():
 
 def test_windows_for_clips_hand_computed():
     clips = [np.array([1, 2, 3]), np.array([], dtype=np.int64), np.array([10, 11, 12, 13, 14])]
-    out = windows_for_clips(clips, ["a", "b", "c"], length=2, shift=2)
+    out = windows_for_clips(clips, ["a", "b", "c"], window=2, hop=2)
     np.testing.assert_array_equal(out["windows"], [[1, 2], [3, 0], [10, 11], [12, 13], [14, 0]])
     np.testing.assert_array_equal(out["mask"], [[T, T], [T, F], [T, T], [T, T], [T, F]])
     np.testing.assert_array_equal(out["clip_index"], [0, 0, 2, 2, 2])
@@ -248,21 +248,21 @@ def test_windows_for_clips_never_cross_clip_boundaries():
     lengths = rng.integers(0, 30, size=12)
     # item t of clip c holds 1000 * (c + 1) + t, so each value names its clip and time
     clips = [1000 * (c + 1) + np.arange(n) for c, n in enumerate(lengths)]
-    out = windows_for_clips(clips, length=5, shift=3)
+    out = windows_for_clips(clips, window=5, hop=3)
     for window, mask, clip, k in zip(out["windows"], out["mask"], out["clip_index"],
                                      out["window_index_in_clip"], strict=True):
         real = window[mask]
         assert (real // 1000 == clip + 1).all()
         np.testing.assert_array_equal(real % 1000, 3 * k + np.arange(len(real)))
         assert (window[~mask] == 0).all()
-    expected_counts = [n_windows(int(n), length=5, shift=3) for n in lengths]
+    expected_counts = [n_windows(int(n), window=5, hop=3) for n in lengths]
     np.testing.assert_array_equal(out["n_windows_per_clip"], expected_counts)
 
 
 def test_windows_for_clips_with_per_item_targets_and_delay():
     clips = [np.zeros((3, 2)), np.zeros((2, 2))]
     targets = [np.array([1.0, 2, 3]), np.array([5.0, 6])]
-    out = windows_for_clips(clips, length=2, shift=2, per_item_targets=targets, delay=1)
+    out = windows_for_clips(clips, window=2, hop=2, per_item_targets=targets, delay=1)
     np.testing.assert_array_equal(out["targets"], [[2, 3], [0, 0], [6, 0]])
     np.testing.assert_array_equal(out["target_mask"], [[T, T], [F, F], [T, F]])
 
@@ -270,11 +270,11 @@ def test_windows_for_clips_with_per_item_targets_and_delay():
 def test_windows_for_clips_rejects_mismatches():
     with pytest.raises(ConfigError, match=r"`clips\[1\]` must be an array \[time, \.\.\.\] "
                                           r"with trailing shape \(2,\)"):
-        windows_for_clips([np.zeros((3, 2)), np.zeros((3, 4))], length=2, shift=1)
+        windows_for_clips([np.zeros((3, 2)), np.zeros((3, 4))], window=2, hop=1)
     with pytest.raises(ConfigError, match="`labels` must be one label per clip"):
-        windows_for_clips([np.zeros(3), np.zeros(3)], [0], length=2, shift=1)
+        windows_for_clips([np.zeros(3), np.zeros(3)], [0], window=2, hop=1)
     with pytest.raises(ConfigError, match=r"`per_item_targets\[0\]` must be one target per item"):
-        windows_for_clips([np.zeros(3)], length=2, shift=1, per_item_targets=[np.zeros(2)])
+        windows_for_clips([np.zeros(3)], window=2, hop=1, per_item_targets=[np.zeros(2)])
 
 
 # --------------------------------------------------------------------------- aggregation
@@ -361,7 +361,7 @@ def test_stateful_layout_invariants_on_random_clips(seed):
     counts = rng.integers(0, 9, size=rng.integers(1, 20))
     batch_size = int(rng.integers(1, 6))
     layout = stateful_layout(counts.tolist(), batch_size=batch_size)
-    out = windows_for_clips([np.arange(n) for n in counts], length=1, shift=1)
+    out = windows_for_clips([np.arange(n) for n in counts], window=1, hop=1)
     # every window exactly once
     used = layout.window_index[layout.valid]
     np.testing.assert_array_equal(np.sort(used), np.arange(counts.sum()))
@@ -404,8 +404,8 @@ def test_packed_clips_give_the_windows_of_each_clip_in_turn():
         clips = [rng.standard_normal((n, 2)).astype("float32") for n in lengths]
         flat = np.concatenate(clips)
         windows, mask, clip_of_window = windows_of_packed_clips(
-            tf.constant(flat), tf.constant(lengths), length=length, shift=shift)
-        expected = [frame_windows(c, length=length, shift=shift) for c in clips]
+            tf.constant(flat), tf.constant(lengths), window=length, hop=shift)
+        expected = [frame_windows(c, window=length, hop=shift) for c in clips]
         np.testing.assert_array_equal(windows.numpy(), np.concatenate([w for w, _ in expected]))
         np.testing.assert_array_equal(mask.numpy(), np.concatenate([m for _, m in expected]))
         np.testing.assert_array_equal(clip_of_window.numpy(),

@@ -127,7 +127,7 @@ def _reference_raw(model, raw, preprocessing):
         else ("window_frames", "hop_frames")
     window, hop = preprocessing[window_key], preprocessing[hop_key]
     n = raw.shape[1]
-    count = max(n_windows(n, length=window, shift=hop), 1)
+    count = max(n_windows(n, window=window, hop=hop), 1)
     padded = np.zeros((raw.shape[0], (count - 1) * hop + window, *raw.shape[2:]), raw.dtype)
     padded[:, :n] = raw
     outputs = []
@@ -521,7 +521,7 @@ def test_video_serving_computes_motion_over_the_whole_clip_as_training_does(tmp_
     (FrameMotion at a window's first frame needs the frame before it)."""
     from seqapps.layers.video_frontends import FrameFeatures, FrameMotion, FramePixels
 
-    frontend = FrameFeatures([FramePixels(size=(2, 2)), FrameMotion(size=(8, 8))])
+    frontend = FrameFeatures(layers=[FramePixels(size=(2, 2)), FrameMotion(size=(8, 8))])
     model = _set_normalization(SequenceClassifier(
         num_classes=2, class_names=["l", "r"], input_shape=(None, 16, 16, 3), frontend=frontend,
         units=4, dropout=0.0))
@@ -529,7 +529,7 @@ def test_video_serving_computes_motion_over_the_whole_clip_as_training_does(tmp_
     path = export_model(model, base_dir=tmp_path, name="motion", preprocessing=preprocessing, warmup_examples=1)
     raw = RNG.integers(0, 256, (2, 14, 16, 16, 3), dtype=np.uint8)
     features = frontend(raw).numpy()  # whole clips
-    count = n_windows(14, length=8, shift=4)
+    count = n_windows(14, window=8, hop=4)
     padded = np.zeros((2, (count - 1) * 4 + 8, features.shape[-1]), "float32")
     padded[:, :14] = features
     expected = np.mean([

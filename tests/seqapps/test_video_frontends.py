@@ -50,8 +50,8 @@ ALL_LAYERS = [
     lambda: FramePixels(size=(4, 4), normalization="standardize", grayscale=True),
     lambda: ColorHistogram(bins=8),
     lambda: FrameMotion(size=(16, 16), grid=(2, 4), threshold=0.1),
-    lambda: FrameEmbedder(small_cnn(input_shape=(16, 16, 3), embedding_dim=5), input_size=(16, 16), scale="unit"),
-    lambda: FrameFeatures([FramePixels(size=(2, 2)), ColorHistogram(bins=4), FrameMotion()]),
+    lambda: FrameEmbedder(model=small_cnn(input_shape=(16, 16, 3), embedding_dim=5), input_size=(16, 16), scale="unit"),
+    lambda: FrameFeatures(layers=[FramePixels(size=(2, 2)), ColorHistogram(bins=4), FrameMotion()]),
 ]
 
 
@@ -117,7 +117,7 @@ def test_frame_motion_matches_numpy(frames):
 
 def test_frame_embedder_applies_the_model_to_every_frame(frames):
     cnn = small_cnn(input_shape=(16, 16, 3), embedding_dim=6)
-    layer = FrameEmbedder(cnn, input_size=(16, 16), scale="symmetric")
+    layer = FrameEmbedder(model=cnn, input_size=(16, 16), scale="symmetric")
     out = np.asarray(layer(frames))
     for b in range(2):
         for t in range(3):
@@ -131,8 +131,8 @@ def test_frame_embedder_with_a_keras_application_and_user_weights(tmp_path):
     source.save_weights(weights)
     loaded = image_backbone("MobileNetV3Small", input_shape=(32, 32, 3), weights=weights)
     frames = np.random.default_rng(0).integers(0, 256, (1, 2, 40, 40, 3), dtype=np.uint8)
-    a = np.asarray(FrameEmbedder(source, input_size=(32, 32))(frames))
-    b = np.asarray(FrameEmbedder(loaded, input_size=(32, 32))(frames))
+    a = np.asarray(FrameEmbedder(model=source, input_size=(32, 32))(frames))
+    b = np.asarray(FrameEmbedder(model=loaded, input_size=(32, 32))(frames))
     assert a.shape == (1, 2, source.output_shape[-1])
     np.testing.assert_allclose(a, b, atol=1e-5)
 
@@ -169,8 +169,8 @@ def test_saved_model_with_frame_features_and_mask(tmp_path, frames):
     inputs = keras.Input((None, 32, 48, 3), dtype="uint8")
     mask_in = keras.Input((None,), dtype="bool")
     features = FrameFeatures(
-        [FramePixels(size=(4, 4)), FrameEmbedder(small_cnn(input_shape=(16, 16, 3), embedding_dim=4),
-                                                 input_size=(16, 16), scale="unit")]
+        layers=[FramePixels(size=(4, 4)), FrameEmbedder(model=small_cnn(input_shape=(16, 16, 3), embedding_dim=4),
+                                                        input_size=(16, 16), scale="unit")]
     )(inputs)
     outputs = keras.layers.GRU(3)(features, mask=mask_in)
     model = keras.Model([inputs, mask_in], outputs)
@@ -193,8 +193,8 @@ def test_saved_model_with_frame_features_and_mask(tmp_path, frames):
         (lambda: FramePixels(normalization="minmax"), "normalization"),
         (lambda: ColorHistogram(bins=0), "bins"),
         (lambda: FrameMotion(size=(16, 16), grid=(3, 3)), "grid"),
-        (lambda: FrameEmbedder("mobilenet"), "model"),
-        (lambda: FrameFeatures([]), "layers"),
+        (lambda: FrameEmbedder(model="mobilenet"), "model"),
+        (lambda: FrameFeatures(layers=[]), "layers"),
         (lambda: image_backbone("NoSuchNet"), "name"),
     ],
 )
