@@ -73,13 +73,13 @@ def load_streaming_model(path: str | Path) -> StreamingModel:
     path = Path(path)
     if (path / "model.keras").is_file():
         return _from_run(path)
-    from seqapps.export import load_exported
+    from seqapps.exported import load_exported
 
     try:
         exported = load_exported(path)
     except ConfigError:
         raise ConfigError(f"{path}: neither a run folder (model.keras) nor a SavedModel") from None
-    if STREAM_SIGNATURE not in exported.signatures:
+    if STREAM_SIGNATURE not in exported.signatures or not exported.model_card.get(STREAM_SIGNATURE):
         raise ConfigError(f"{exported.path}: this export has no `{STREAM_SIGNATURE}` signature; "
                           "export the run again with this version of seqapps")
     function = exported.signatures[STREAM_SIGNATURE]

@@ -191,3 +191,54 @@ def test_cli_listen_through_sounddevice(run_dir, tmp_path, capsys, monkeypatch):
     lines = capsys.readouterr().out.splitlines()
     label, start, _end, _score = lines[0].split("\t")
     assert len(lines) == 1 and label == "burst" and 1.0 <= float(start) <= 1.2
+
+
+# --------------------------------------------------------------------------- exported SavedModel
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    from seqapps.export import export_model
+
+    base = tmp_path_factory.mktemp("saved_models")
+    export_model(_loudness_model(), base_dir=base, name="bursts", warmup_examples=2,
+                 preprocessing={"kind": "audio", "sample_rate": RATE, "window_samples": RATE, "hop_samples": RATE // 2})
+    return base / "bursts"
+
+
+def test_saved_model_detects_as_the_run(run_dir, exported, tmp_path):
+    _long_recording(tmp_path / "long.wav", seconds=8, bursts=[1.0, 4.5])
+    from_run = detect_file(load_streaming_model(run_dir), tmp_path / "long.wav", settings=SETTINGS)
+    from_export = detect_file(load_streaming_model(exported), tmp_path / "long.wav", settings=SETTINGS)
+    assert [e.label for e in from_export.events] == ["burst", "burst"]
+    assert [(e.label, e.start, e.end) for e in from_export.events] == [(e.label, e.start, e.end) for e in from_run.events]
+    np.testing.assert_allclose([e.score for e in from_export.events], [e.score for e in from_run.events], atol=1e-5)
+
+
+def test_saved_model_state_through_json_and_warmup_records(exported):
+    import tensorflow as tf
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    model = load_streaming_model(exported)
+    rng = np.random.default_rng(3)
+    signal = (0.3 * rng.standard_normal((1, 5000))).astype(np.float32)
+    plain, through_json = model.initial_state(1), model.initial_state(1)
+    for start, stop in ((0, 1), (1, 700), (700, 5000)):
+        out_plain, plain = model.step(signal[:, start:stop], plain)
+        out_json, through_json = model.step(signal[:, start:stop], through_json)
+        # as TF Serving's REST API carries it: float32 -> JSON number -> float32
+        text = json.dumps({name: value.tolist() for name, value in through_json.items()})
+        through_json = {name: np.asarray(value, model.description["state"][name]["dtype"])
+                        for name, value in json.loads(text).items()}
+        np.testing.assert_array_equal(out_json["probabilities"], out_plain["probabilities"])
+    version = sorted(p for p in exported.iterdir() if p.name.isdigit())[-1]
+    records = [prediction_log_pb2.PredictionLog.FromString(r.numpy()) for r in
+               tf.data.TFRecordDataset(str(version / "assets.extra" / "tf_serving_warmup_requests"))]
+    raw_requests = [r.predict_log.request for r in records if r.predict_log.request.model_spec.signature_name == "stream_raw"]
+    assert len(raw_requests) == 2
+    function = tf.saved_model.load(str(version)).signatures["stream_raw"]
+    for request in raw_requests:  # each warm-up request is a valid call
+        inputs = {key: tf.make_ndarray(value) for key, value in request.inputs.items()}
+        assert set(inputs) == {"waveform", "reset", *model.state_names}
+        result = function(**{key: tf.constant(value) for key, value in inputs.items()})
+        assert result["probabilities"].shape[0] == inputs["waveform"].shape[0]
