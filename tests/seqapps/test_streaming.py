@@ -256,7 +256,7 @@ def _run_video(stream, frames, sizes, *, json_state=False):
 
 def test_video_chunks_with_difference_and_motion():
     rng = np.random.default_rng(8)
-    frontend = FrameFeatures([FramePixels(size=(4, 4)), FrameDifference(size=(4, 4)),
+    frontend = FrameFeatures(layers=[FramePixels(size=(4, 4)), FrameDifference(size=(4, 4)),
                               FrameMotion(size=(8, 8), grid=(2, 2)), ColorHistogram(bins=4)])
     model = _video_model(frontend)
     stream = raw_stream(model, fps=25.0, window_frames=None)
@@ -274,7 +274,7 @@ def test_real_video(shared_data):
     from pipelines.video import read_clip
 
     frames = read_clip(shared_data / "video" / "bikes.mp4", size=(24, 32), max_frames=20)[None]
-    model = _video_model(FrameFeatures([FrameDifference(size=(6, 8)), FrameMotion(size=(8, 8))]))
+    model = _video_model(FrameFeatures(layers=[FrameDifference(size=(6, 8)), FrameMotion(size=(8, 8))]))
     stream = raw_stream(model, window_frames=None)
     got = _run_video(stream, frames, [1, 2, 7, 1, 9])
     np.testing.assert_allclose(got, _whole(model, frames), atol=ATOL)
