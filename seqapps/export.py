@@ -309,7 +309,9 @@ def export_model(
         # object, so each graph is serialised twice (2x saved_model.pb, 3x write time).
         # Only the variables are tracked, so the SavedModel loads without Keras or seqapps.
         module = tf.Module()
-        module.model_variables = list(model.variables)
+        # Random-number state of training-only augmentation (keras SeedGenerator) is left
+        # out: inference never draws, so the served graph neither reads nor needs it.
+        module.model_variables = [v for v in model.variables if not v.path.endswith("seed_generator_state")]
         functions = {key: signature.function.get_concrete_function() for key, signature in signatures.items()}
         # The custom BPTT gradient is for training; serving needs only the forward graph.
         tf.saved_model.save(module, str(temp), signatures=functions,

@@ -69,7 +69,8 @@ class ExportedModel:
         labels = assets / "labels.txt"
         self.labels = labels.read_text(encoding="utf-8").splitlines() if labels.is_file() else None
         self.raw_input_name = self.preprocessing["serving"]["raw_input"]
-        self.state_shape = tuple(self.model_card["stream_state_shape"])
+        shape = self.model_card["stream_state_shape"]  # null: the model cannot stream
+        self.state_shape = None if shape is None else tuple(shape)
 
     def _run(self, signature: str, **inputs) -> dict[str, np.ndarray]:
         function = self.signatures[signature]
@@ -91,6 +92,8 @@ class ExportedModel:
         return np.zeros((batch, *self.state_shape), np.float32)
 
     def stream(self, features, state=None, reset=None) -> dict[str, np.ndarray]:
+        if SIGNATURE_STREAM not in self.signatures:
+            raise ConfigError("this export has no stream signature (a bidirectional model cannot stream)")
         features = np.asarray(features, np.float32)
         batch = features.shape[0]
         if state is None:

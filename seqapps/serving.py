@@ -152,9 +152,12 @@ def features_signature(model, **_) -> Signature:
     return Signature(_function(serve, specs), examples)
 
 
-def stream_signature(model, **_) -> Signature:
-    """stream: one chunk of feature frames with the state the client carries."""
+def stream_signature(model, **_) -> Signature | None:
+    """stream: one chunk of feature frames with the state the client carries (None for a
+    model that cannot stream: a bidirectional one needs the future)."""
     state_shape = model.describe()["state_shape"]
+    if state_shape is None:
+        return None
     specs = [tf.TensorSpec([None, None, model.feature_size], tf.float32, name="features"),
              tf.TensorSpec([None, *state_shape], tf.float32, name="state"),
              tf.TensorSpec([None], tf.bool, name="reset")]
@@ -245,7 +248,7 @@ def describe(model, *, window=None, hop=None) -> dict:
             "pooling": model.pooling,
             "parameters": int(model.count_params()),
         },
-        "state_shape": [model.num_layers, model.units],
+        "state_shape": [model.num_layers, model.units] if getattr(model, "can_stream", True) else None,
         "raw_input": RAW_INPUT_NAMES[model.input_kind],
         "windowing": windowing,
         # the state layout of stream_raw (names, shapes, dtypes, start values), or None

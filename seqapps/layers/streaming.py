@@ -130,6 +130,8 @@ class _RawStream:
         for attribute in ("recurrent_states", "head", "num_layers", "units"):
             if not hasattr(model, attribute):
                 raise invalid_argument("model", type(model).__name__, "a seqapps SequenceClassifier or SequenceRegressor")
+        if getattr(model, "bidirectional", False):
+            raise invalid_argument("model.bidirectional", True, "False for streaming (the backward pass needs the future)")
         self.model = model
         self.frontend = model.frontend
         # The names of the other signatures: class probabilities, or regression values.

@@ -14,9 +14,9 @@ import numpy as np
 
 from pipelines import sources
 from pipelines.report import BadInputReport
+from seqapps.errors import ConfigError
 from seqapps.runs import data as run_data
 from seqapps.runs.settings import resolve_settings
-from seqapps.errors import ConfigError
 
 
 def _first_batch(dataset):
@@ -39,8 +39,8 @@ def _random_batch(model, *, batch: int = 16, seed: int = 0):
 def diagnose_run(run_dir=None, *, config_file=None, data_dir=None, out_dir="diagnose_out",
                  batch_size: int = 32) -> dict:
     """Write gradient_report.json and gradient_norms.png; return the per-layer summaries."""
-    from seqapps.runs.train import build_model, load_run
     from seqapps.diagnostics import diagnose
+    from seqapps.runs.train import build_model, load_run
 
     if (run_dir is None) == (config_file is None):
         raise ConfigError("give exactly one of RUN or --config FILE")

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.report import BadInputReport
+from seqapps.errors import BadMediaError, ConfigError
 from seqapps.runs import data as run_data
 from seqapps.runs.train import evaluate_split, load_run
-from seqapps.errors import BadMediaError, ConfigError
 
 
 def evaluate_run(run_dir, *, data_dir=None, manifest=None, strict=False) -> dict:

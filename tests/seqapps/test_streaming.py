@@ -232,6 +232,11 @@ def test_unsupported_models_are_named():
         raw_stream(features_model)
     with pytest.raises(ValueError, match="batch"):
         raw_stream(_audio_model()).initial_state(-1)
+    bidirectional = SequenceClassifier(num_classes=2, input_shape=(16000,), units=4, bidirectional=True,
+                                       frontend=LogMelSpectrogram(n_mels=8))
+    with pytest.raises(ValueError, match="bidirectional"):
+        raw_stream(bidirectional)
+    assert "stream_raw" not in bidirectional.signatures() and bidirectional.describe()["stream_raw"] is None
 
 
 # --------------------------------------------------------------------------- video
