@@ -2,7 +2,7 @@
 
 1. latency  one 10 ms chunk (160 samples) through stream_raw at batch 1 (p50, p90), beside the
             features-only `stream` step (model.stream in one tf.function) on the one frame the
-            chunk completes, interleaved; then 32 streams in one batch (10 ms and 1 s chunks):
+            chunk completes, interleaved, in-process and through the exported SavedModel; then 32 streams in one batch (10 ms and 1 s chunks):
             cost per second of audio per stream. Model: the default audio model (16 kHz,
             40 mels, Recurrent(128), 12 classes; untrained: weights do not change the time).
             Target: p50 <= 1 ms.
@@ -96,6 +96,38 @@ def latency(repeats: int) -> dict:
             "stream_raw_ms_per_audio_second_per_stream": float(np.median(raw_times)) / (batch * seconds),
         }
     return result
+
+
+def exported_latency(repeats: int) -> dict:
+    """The same 10 ms chunk through the exported SavedModel's stream_raw and stream
+    signatures (what TF Serving runs), batch 1, interleaved."""
+    import tensorflow as tf
+
+    from seqapps.export import export_model
+
+    with tempfile.TemporaryDirectory() as base:
+        path = export_model(_default_model(), base_dir=base, name="kws", warmup_examples=0,
+                            preprocessing={"kind": "audio", "sample_rate": RATE, "window_samples": RATE,
+                                           "hop_samples": RATE // 2})
+        loaded = tf.saved_model.load(str(path))
+        raw, features = loaded.signatures["stream_raw"], loaded.signatures["stream"]
+        layout = json.loads((path / "assets" / "model_card.json").read_text())["stream_raw"]
+        state = {name: tf.zeros([1, *spec["shape"][1:]], spec["dtype"]) for name, spec in layout["state"].items()}
+        warm = raw(waveform=tf.zeros([1, 4000]), reset=tf.constant([True]), **state)
+        state = {name: warm[name] for name in layout["state"]}
+        chunk, reset = tf.constant(0.1 * np.ones((1, 160), np.float32)), tf.constant([False])
+        frame, recurrent = tf.zeros([1, 1, 40]), tf.zeros([1, 1, 128])
+        raw_times, feature_times = [], []
+        for i in range(repeats + 10):
+            start = time.perf_counter()
+            raw(waveform=chunk, reset=reset, **state)
+            middle = time.perf_counter()
+            features(features=frame, state=recurrent, reset=reset)
+            if i >= 10:
+                raw_times.append(1000.0 * (middle - start))
+                feature_times.append(1000.0 * (time.perf_counter() - middle))
+    return {"stream_raw_p50_ms": float(np.median(raw_times)), "stream_raw_p90_ms": float(np.percentile(raw_times, 90)),
+            "stream_p50_ms": float(np.median(feature_times)), "stream_p90_ms": float(np.percentile(feature_times, 90))}
 
 
 # --------------------------------------------------------------------------- 2. detect
@@ -287,11 +319,24 @@ def main(argv=None) -> int:
         print(f"latency {key:10s} stream_raw p50 {row['stream_raw_p50_ms']:.3f} ms (p90 {row['stream_raw_p90_ms']:.3f})"
               f"  features stream p50 {row['stream_p50_ms']:.3f} ms  -> "
               f"{row['stream_raw_ms_per_audio_second_per_stream']:.3f} ms per stream-second")
+    if "latency" in parts:
+        row = report["exported_latency_b1_10ms"] = exported_latency(300 if args.quick else 1000)
+        print(f"SavedModel b1 10 ms: stream_raw p50 {row['stream_raw_p50_ms']:.3f} ms (p90 {row['stream_raw_p90_ms']:.3f})"
+              f"  stream p50 {row['stream_p50_ms']:.3f} ms (p90 {row['stream_p90_ms']:.3f})")
+    if parts & {"accuracy", "detect"}:
+        _accuracy_and_detect(report, parts, quick=args.quick)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _accuracy_and_detect(report, parts, *, quick):
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        quick = dict(epochs=8, per_class=40, minutes=2.0, recordings=2)
+        quick_sizes = dict(epochs=8, per_class=40, minutes=2.0, recordings=2)
         full = dict(epochs=20, per_class=80, minutes=10.0, recordings=3)
-        report["accuracy"], run_dir = accuracy(folder, **(quick if args.quick else full))
+        report["accuracy"], run_dir = accuracy(folder, **(quick_sizes if quick else full))
         acc = report["accuracy"]
         print(f"clip accuracy ({acc['clips_test']} held-out clips): per-utterance floor "
               f"{acc['clip_accuracy_per_utterance_floor']:.3f}, running floor {acc['clip_accuracy_running_floor']:.3f}")
@@ -302,13 +347,9 @@ def main(argv=None) -> int:
         if "detect" not in parts:
             report["detect"] = []
         else:
-            report["detect"] = detect_speed(folder, run_dir, [2.0, 8.0] if args.quick else [10.0, 40.0])
+            report["detect"] = detect_speed(folder, run_dir, [2.0, 8.0] if quick else [10.0, 40.0])
         for row in report["detect"]:
             print(f"detect {row['minutes']:g} min: RTF {row['rtf']:.0f}x, peak RSS {row['max_rss_mb']:.0f} MB")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
-    return 0
 
 
 if __name__ == "__main__":
