@@ -62,8 +62,8 @@ from seqapps.layers.detection import (
     DetectionSettings,
     detect_in_graph,
     detection_state_spec,
-    window_sums,
 )
+from seqapps.layers.running_ops import running_max, window_sums
 
 __all__ = ["AudioRawStream", "raw_stream"]
 
@@ -101,23 +101,6 @@ def raw_stream(model, *, fps: float | None = None, detection: DetectionSettings 
         "model.frontend", type(frontend).__name__,
         "a LogMelSpectrogram or MFCC (audio) or a seqapps video frame-feature layer",
     )
-
-
-def _prefix_max(values, *, block: int = 32):
-    """Running maximum along axis 1 of [batch, n], without a loop (a loop's fixed cost
-    dominates a 10 ms chunk): the maximum within blocks of `block` items, then across
-    the blocks before, each a masked maximum over a small triangle."""
-    n = tf.shape(values)[1]
-    lowest = tf.cast(values.dtype.min, values.dtype)
-    blocks = (n + block - 1) // block
-    padded = tf.pad(values, [[0, 0], [0, blocks * block - n]], constant_values=lowest)
-    grouped = tf.reshape(padded, [tf.shape(values)[0], blocks, block])
-    inside = tf.range(block)[:, tf.newaxis] >= tf.range(block)[tf.newaxis, :]  # [to, from]
-    within = tf.reduce_max(tf.where(inside, grouped[:, :, tf.newaxis, :], lowest), axis=-1)
-    before = tf.range(blocks)[:, tf.newaxis] > tf.range(blocks)[tf.newaxis, :]
-    earlier = tf.reduce_max(tf.where(before, within[:, tf.newaxis, :, -1], lowest), axis=-1)  # [batch, blocks]
-    result = tf.maximum(within, earlier[:, :, tf.newaxis])
-    return tf.reshape(result, [tf.shape(values)[0], blocks * block])[:, :n]
 
 
 class _RawStream:
@@ -440,7 +423,7 @@ class AudioRawStream(_RawStream):
         new_state = {}
         if self.floor_db is not None:
             frame_peak = tf.where(valid, self.frontend.frame_peak_db(mel), self.floor_db)
-            running = tf.maximum(state["peak_db"][:, tf.newaxis], _prefix_max(frame_peak))
+            running = tf.maximum(state["peak_db"][:, tf.newaxis], running_max(frame_peak))
             features = self.frontend.features_of_mel(mel, peak_db=running)
             new_state["peak_db"] = tf.maximum(state["peak_db"], tf.reduce_max(frame_peak, axis=1))
         else:

@@ -318,10 +318,10 @@ def test_detection_inside_the_stream_equals_the_recognizer():
 
 @pytest.mark.parametrize("length", [0, 1, 31, 32, 33, 100, 1025])
 def test_running_maximum(length):
-    from seqapps.layers.streaming import _prefix_max
+    from seqapps.layers.running_ops import running_max
 
     values = np.random.default_rng(length).standard_normal((3, length)).astype(np.float32)
-    np.testing.assert_array_equal(_prefix_max(tf.constant(values)).numpy(), np.maximum.accumulate(values, axis=1))
+    np.testing.assert_array_equal(running_max(tf.constant(values)).numpy(), np.maximum.accumulate(values, axis=1))
 
 
 @pytest.mark.parametrize("hidden_units", [0, 5])
@@ -344,3 +344,12 @@ def test_window_outputs_are_the_pooled_prediction_of_the_last_window(hidden_unit
     np.testing.assert_allclose(got, reference, atol=ATOL)
     kept = "window_states" if hidden_units else "window_logits"
     assert state[kept].shape == (2, 6, 8 if hidden_units else 3)
+
+
+@pytest.mark.parametrize("width", [1, 4, 101])
+def test_window_sums(width):
+    from seqapps.layers.running_ops import window_sums
+
+    values = np.random.default_rng(width).standard_normal((2, 130, 3)).astype(np.float32)
+    reference = np.stack([values[:, t - width + 1:t + 1].sum(1) for t in range(width - 1, 130)], 1)
+    np.testing.assert_allclose(window_sums(tf.constant(values), width).numpy(), reference, atol=1e-4)
