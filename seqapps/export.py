@@ -57,7 +57,8 @@ __all__ = [
     "window_settings",
 ]
 
-SIGNATURES = tuple(SIGNATURE_BUILDERS)
+# Served by every model; "stream_raw" too where the frontend streams (seqapps.serving).
+SIGNATURES = tuple(name for name in SIGNATURE_BUILDERS if name != "stream_raw")
 # Window (items) and hop keys of the preprocessing config, by kind.
 WINDOW_KEYS = {
     "audio": ("window_samples", "hop_samples"),
@@ -217,6 +218,7 @@ def _model_card(description: Mapping, functions: Mapping, *, name: str, version:
         "preprocessing": preprocessing,
         "signatures": _signature_summary(functions),
         "stream_state_shape": description["state_shape"],
+        "stream_raw": description.get("stream_raw"),  # the raw stream's state layout, or None
         "exported_with": {"tensorflow": tf.__version__, "keras": keras.__version__},
     }
     card.update(dict(model_card or {}))

@@ -69,6 +69,21 @@ class _PooledHead(keras.layers.Layer):
         x = states if self._hidden is None else self._hidden(states)
         return self._output(x)
 
+    def per_step_logits(self, states):
+        """The output layer before its activation at every step, [batch, time, outputs].
+        Without a hidden layer it is linear in the states, so averaging it over steps and
+        then applying ``activate`` equals the mean-pooled head (a stream keeps a window of
+        these instead of the wider states)."""
+        x = states if self._hidden is None else self._hidden(states)
+        output = self._output
+        x = tf.cast(x, output.compute_dtype)
+        logits = tf.matmul(x, tf.cast(output.kernel, output.compute_dtype))
+        return logits + tf.cast(output.bias, output.compute_dtype) if output.use_bias else logits
+
+    def activate(self, logits):
+        """The output activation (softmax, sigmoid or linear) of ``per_step_logits``."""
+        return self._output.activation(logits)
+
     def _build_body(self, states_shape):
         width = states_shape[-1]
         if self._hidden is not None:

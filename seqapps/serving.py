@@ -10,6 +10,11 @@ what they return. Signatures (``b`` = batch, ``t`` = time, float32 unless said):
     features         "features" [b, t, F] + "mask" bool [b, t]: one pass of the model.
     stream           "features" [b, t, F], "state" [b, layers, units], "reset" bool [b]
                      -> per-step outputs [b, t, ...] and the new "state".
+    stream_raw       raw chunks of any length: audio "waveform" [b, samples] (video "frames"
+                     uint8 [b, t, h, w, 3]), "reset" bool [b] and the state tensors of
+                     describe()["stream_raw"] -> per-frame outputs, "frame_mask",
+                     "frame_index", "frame_times" and the new state (seqapps.layers.streaming);
+                     only for models whose frontend streams.
 
 Outputs: classification "probabilities", "class_ids" (int64), "labels" (string);
 regression "predictions".
@@ -169,11 +174,44 @@ def stream_signature(model, **_) -> Signature | None:
     return Signature(_function(serve, specs), examples)
 
 
+def _raw_stream(model):
+    """The model's raw streaming step (seqapps.layers.streaming), or None when its
+    frontend cannot stream (no frontend, reflect padding, a layer it does not know)."""
+    from seqapps.errors import ConfigError
+    from seqapps.layers.streaming import raw_stream
+
+    if model.frontend is None:
+        return None
+    try:
+        return raw_stream(model)
+    except ConfigError:
+        return None
+
+
+def stream_raw_signature(model, **_) -> Signature | None:
+    """stream_raw: raw waveform (or frame) chunks of any length with the complete state
+    (seqapps.layers.streaming) -> per-frame outputs, frame times and the new state."""
+    stream = _raw_stream(model)
+    if stream is None:
+        return None
+    step = stream.function.function
+
+    def serve(*inputs):
+        result = dict(step(*inputs))
+        return {**result, **outputs(model, result[stream.output_name])}
+
+    def examples(batch, rng):
+        return stream.example_inputs(batch, seed=int(rng.integers(2**31)))
+
+    return Signature(_function(serve, stream.input_signature().values()), examples)
+
+
 # The signatures every task model serves, in the order of the warm-up file.
 SIGNATURE_BUILDERS: dict[str, Callable] = {
     "serving_default": raw_signature,
     "features": features_signature,
     "stream": stream_signature,
+    "stream_raw": stream_raw_signature,
 }
 
 
@@ -213,4 +251,6 @@ def describe(model, *, window=None, hop=None) -> dict:
         "state_shape": [model.num_layers, model.units] if getattr(model, "can_stream", True) else None,
         "raw_input": RAW_INPUT_NAMES[model.input_kind],
         "windowing": windowing,
+        # the state layout of stream_raw (names, shapes, dtypes, start values), or None
+        "stream_raw": None if (stream := _raw_stream(model)) is None else stream.describe(),
     }

@@ -21,6 +21,8 @@ EXAMPLES = {
     "export": "seqapps export runs/words --name words --base-dir saved_models",
     "diagnose": "seqapps diagnose runs/words --data data/words --out runs/words/diagnose",
     "demo": "seqapps demo --out demo_out",
+    "detect": "seqapps detect runs/words long.wav --threshold 0.8 --json",
+    "listen": "seqapps listen runs/words --seconds 60",
 }
 
 
@@ -56,6 +58,69 @@ def _train(args) -> int:
     return 0
 
 
+def _detection_settings(args):
+    from seqapps.layers.detection import DetectionSettings
+
+    return DetectionSettings(average_window_ms=args.window_ms, threshold=args.threshold,
+                             suppression_ms=args.suppression_ms, minimum_count=args.minimum_count)
+
+
+def _evaluate_streaming(args) -> int:
+    from seqapps.runs.detect import evaluate_streaming
+
+    metrics = evaluate_streaming(args.run_dir, args.streaming, settings=_detection_settings(args),
+                                 background=args.background, tolerance_ms=args.tolerance_ms,
+                                 block_seconds=args.block_seconds)
+    if args.json:
+        print(json.dumps(metrics))
+        return 0
+    latency = metrics["latency_ms"]["median_from_end"]
+    miss = metrics["miss_rate"]
+    print(f"{metrics['events']} events in {metrics['hours'] * 60:.1f} min: matched {metrics['matched']}, "
+          f"wrong {metrics['wrong']}, false {metrics['false']}; false accepts/hour "
+          f"{metrics['false_accepts_per_hour']:.2f}, miss rate {'n/a' if miss is None else f'{miss:.3f}'}, "
+          f"median latency after the event's end {'n/a' if latency is None else f'{latency:.0f} ms'}")
+    return 0
+
+
+def _detect(args) -> int:
+    from seqapps.errors import BadMediaError
+    from seqapps.runs.detect import detect_file, load_streaming_model
+
+    model = load_streaming_model(args.model)
+    failures = 0
+    for file in args.files:
+        def show(event, file=file):
+            if args.json:
+                print(json.dumps({"file": str(file), **event.as_dict()}), flush=True)
+            else:
+                print(f"{file}\t{event.label}\t{event.start:.2f}\t{event.end:.2f}\t{event.score:.3f}", flush=True)
+
+        try:
+            result = detect_file(model, file, settings=_detection_settings(args), background=args.background,
+                                 block_seconds=args.block_seconds, on_event=show)
+        except BadMediaError as err:
+            failures += 1
+            print(json.dumps({"file": str(file), "error": err.reason}) if args.json else f"{file}\terror: {err.reason}")
+            continue
+        if not args.json:
+            print(f"{file}: {len(result.events)} events in {result.duration_seconds:.1f} s")
+    return 1 if failures else 0
+
+
+def _listen(args) -> int:
+    from seqapps.runs.detect import listen
+
+    def show(event):
+        print(f"{event.label}\t{event.start:.2f}\t{event.end:.2f}\t{event.score:.3f}", flush=True)
+
+    print("listening (Ctrl-C stops)", file=sys.stderr, flush=True)
+    device = int(args.device) if args.device and args.device.isdigit() else args.device  # index or name
+    listen(args.run_dir, settings=_detection_settings(args), background=args.background, device=device,
+           block_seconds=args.block_seconds, max_seconds=args.seconds, on_event=show)
+    return 0
+
+
 def _cross_validate(args, strategy) -> int:
     from seqapps.errors import ConfigError
     from seqapps.runs.crossval import cross_validate_run
@@ -79,6 +144,8 @@ def _cross_validate(args, strategy) -> int:
 
 
 def _evaluate(args) -> int:
+    if args.streaming:
+        return _evaluate_streaming(args)
     from seqapps.runs.evaluate import evaluate_run
 
     metrics = evaluate_run(args.run_dir, data_dir=args.data_dir, manifest=args.manifest, strict=args.strict)
@@ -214,13 +281,48 @@ def build_parser() -> argparse.ArgumentParser:
                        help="multi-worker: a worker silent this long is declared dead and the others stop (default 30)")
     train.set_defaults(run=_train)
 
+    def detection_options(sub, *, block_seconds=2.0):
+        group = sub.add_argument_group("detection (TF RecognizeCommands)")
+        group.add_argument("--threshold", type=float, default=0.7, help="averaged score to fire (default 0.7)")
+        group.add_argument("--window-ms", type=_positive_float, default=500.0,
+                           help="averaging window (default 500)")
+        group.add_argument("--suppression-ms", type=float, default=500.0,
+                           help="quiet time after a detection (default 500)")
+        group.add_argument("--minimum-count", type=_positive_int, default=4,
+                           help="frames the window must hold before deciding (default 4)")
+        group.add_argument("--background", nargs="+", metavar="LABEL",
+                           help="classes never reported (default: _silence_, silence, _background_noise_, "
+                                "background, where the model has them)")
+        group.add_argument("--block-seconds", type=_positive_float, default=block_seconds,
+                           help=f"audio per stream step (default {block_seconds})")
+
     evaluate = command("evaluate", "metrics of a trained run on held-out files")
     evaluate.add_argument("run_dir")
     evaluate.add_argument("data_dir", nargs="?")
     evaluate.add_argument("--manifest")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.add_argument("--strict", action="store_true")
+    evaluate.add_argument("--streaming", metavar="EVENTS_CSV",
+                          help="streaming detection on long recordings listed in a CSV path,label,start,end "
+                               "(RUN_DIR may also be a SavedModel)")
+    evaluate.add_argument("--tolerance-ms", type=float, default=500.0,
+                          help="--streaming: how far outside an event a detection still matches (default 500)")
+    detection_options(evaluate)
     evaluate.set_defaults(run=_evaluate)
+
+    detect = command("detect", "keyword / sound-event detection on long recordings, streamed in constant memory")
+    detect.add_argument("model", help="run folder, or SavedModel folder (NAME or NAME/VERSION) with stream_raw")
+    detect.add_argument("files", nargs="+")
+    detect.add_argument("--json", action="store_true", help="one JSON object per event")
+    detection_options(detect)
+    detect.set_defaults(run=_detect)
+
+    listen = command("listen", "detect keywords on a microphone (needs the extra: pip install 'seqapps[live]')")
+    listen.add_argument("run_dir", help="run folder, or SavedModel folder with stream_raw")
+    listen.add_argument("--device", help="sounddevice input device (name or index; default: the system's)")
+    listen.add_argument("--seconds", type=_positive_float, help="stop after this long (default: Ctrl-C)")
+    detection_options(listen, block_seconds=0.1)
+    listen.set_defaults(run=_listen)
 
     predict = command("predict", "label (or values) for each file, from a run or a SavedModel")
     predict.add_argument("model", help="run folder, or SavedModel folder (NAME or NAME/VERSION)")
@@ -260,11 +362,14 @@ def _check_paths(args) -> str | None:
     manifest = getattr(args, "manifest", None)
     if manifest is not None and not os.path.isfile(manifest):
         return f"manifest {manifest} does not exist or is not a file"
+    streaming = getattr(args, "streaming", None)
+    if streaming is not None and not os.path.isfile(streaming):
+        return f"events CSV {streaming} does not exist or is not a file"
     for flag in ("test_dir", "test_manifest"):
         path = getattr(args, flag, None)
         if path is not None and not (os.path.isdir(path) if flag == "test_dir" else os.path.isfile(path)):
             return f"--{flag.replace('_', '-')} {path} does not exist or is not a {'folder' if flag == 'test_dir' else 'file'}"
-    if args.command in ("train", "evaluate") and data_dir is None and manifest is None:
+    if args.command in ("train", "evaluate") and data_dir is None and manifest is None and streaming is None:
         return "give DATA_DIR or --manifest CSV"
     run_dir = getattr(args, "run_dir", None)
     if run_dir is not None and os.path.exists(run_dir) and not os.path.isdir(run_dir):

@@ -149,6 +149,11 @@ class _MelBase(keras.layers.Layer):
     def _hop(self) -> int:
         return self.hop_length or self._win // 4
 
+    @property
+    def hop_samples(self) -> int:
+        """Samples between frames (``hop_length``, or librosa's default ``win_length // 4``)."""
+        return self._hop
+
     def _analysis_window(self) -> np.ndarray:
         # The same window librosa.stft uses: periodic (fftbins=True), centred in n_fft.
         window = librosa.filters.get_window(self.window, self._win, fftbins=True)
@@ -172,19 +177,44 @@ class _MelBase(keras.layers.Layer):
             half = self.n_fft // 2
             inputs = tf.pad(inputs, [[0, 0], [half, half]], mode=self.pad_mode.upper())
         frames = tf.signal.frame(inputs, self.n_fft, self._hop, pad_end=False)
+        return self.mel_of_frames(frames)
+
+    def mel_of_frames(self, frames):
+        """Mel power (or magnitude) of frames of the padded signal: [..., n_fft] -> [..., n_mels].
+
+        The step after framing, public so that a stream (seqapps.layers.streaming) that
+        frames the signal itself computes exactly what ``call`` computes.
+        """
         spectrum = tf.signal.rfft(frames * self._window_constant)
         power = tf.math.square(tf.math.real(spectrum)) + tf.math.square(tf.math.imag(spectrum))
         if self.power == 1.0:
             power = tf.math.sqrt(power)
         return tf.linalg.matmul(power, self._mel_constant)
 
-    def _to_db(self, mel, amin, top_db):
+    @property
+    def floors_by_peak(self) -> bool:
+        """Whether features depend on the utterance's loudest frame (the top_db floor)."""
+        return getattr(self, "top_db", None) is not None and getattr(self, "log", "db") == "db"
+
+    def frame_peak_db(self, mel):
+        """The loudest mel bin of each frame in dB, [batch, frames, n_mels] -> [batch, frames]:
+        the utterance's peak (the top_db reference) is the maximum of these."""
+        return tf.reduce_max(self._db(mel), axis=-1)
+
+    def _db(self, mel):
+        return 10.0 * tf.math.log(tf.maximum(mel, self.amin)) / math.log(10.0)
+
+    def _to_db(self, mel, peak_db=None):
         # librosa.power_to_db(S, ref=1.0, amin, top_db); the top_db floor is taken per
-        # utterance, as librosa would do when called on one clip at a time.
-        db = 10.0 * tf.math.log(tf.maximum(mel, amin)) / math.log(10.0)
-        if top_db is not None:
-            peak = tf.reduce_max(db, axis=[1, 2], keepdims=True)
-            db = tf.maximum(db, peak - top_db)
+        # utterance, as librosa would do when called on one clip at a time, unless a
+        # reference `peak_db` [batch, frames] is given (a stream's running peak).
+        db = self._db(mel)
+        if self.top_db is not None:
+            if peak_db is None:
+                peak = tf.reduce_max(db, axis=[1, 2], keepdims=True)
+            else:
+                peak = tf.cast(peak_db, db.dtype)[..., tf.newaxis]
+            db = tf.maximum(db, peak - self.top_db)
         return db
 
     def compute_mask(self, inputs, mask=None):
@@ -286,9 +316,13 @@ class LogMelSpectrogram(_MelBase):
         self.log_floor = float(log_floor)
 
     def call(self, inputs, mask=None):
-        mel = self._mel(inputs, mask)
+        return self.features_of_mel(self._mel(inputs, mask))
+
+    def features_of_mel(self, mel, *, peak_db=None):
+        """Features of mel frames [batch, frames, n_mels]; `peak_db` [batch, frames] replaces
+        the utterance's peak as the top_db reference (None: the peak of `mel` itself)."""
         if self.log == "db":
-            return self._to_db(mel, self.amin, self.top_db)
+            return self._to_db(mel, peak_db)
         if self.log == "natural":
             return tf.math.log(tf.maximum(mel, self.log_floor))
         return mel
@@ -342,7 +376,11 @@ class MFCC(_MelBase):
         return self.n_mfcc
 
     def call(self, inputs, mask=None):
-        db = self._to_db(self._mel(inputs, mask), self.amin, self.top_db)
+        return self.features_of_mel(self._mel(inputs, mask))
+
+    def features_of_mel(self, mel, *, peak_db=None):
+        """MFCCs of mel frames [batch, frames, n_mels]; `peak_db` as in LogMelSpectrogram."""
+        db = self._to_db(mel, peak_db)
         coefficients = tf.signal.dct(db, type=2, norm="ortho")[..., : self.n_mfcc]
         return coefficients * self._lifter_constant
 

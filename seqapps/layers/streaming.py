@@ -1,0 +1,444 @@
+"""Raw-input streaming: waveform (or frame) chunks of any length in, per-frame outputs out.
+
+``raw_stream(model)`` wraps a trained SequenceClassifier / SequenceRegressor (frontend,
+feature normalisation, Recurrent layers, head) into one streaming step whose state holds
+everything needed to continue, so a stateless server (TF Serving) can run it:
+
+audio (LogMelSpectrogram or MFCC frontend), input ``waveform`` [batch, samples], any
+``samples >= 1``; the state:
+
+    pending_samples  float32 [batch, n_fft - 1]   the last n_fft - 1 samples of the padded
+                                                  signal (zeros at the start: exactly the
+                                                  centre padding of the frontend)
+    samples_seen     int64   [batch]              samples consumed so far
+    peak_db          float32 [batch]              running peak (only with the top_db floor)
+    state            float32 [batch, layers, units]  the recurrent states s(n)
+    window_logits    float32 [batch, W - 1, classes] the head's last logits (window outputs;
+                                                  window_states [.., units] with a hidden layer)
+
+video: seqapps.layers.streaming_video (the previous raw frame travels in the state).
+
+Each step returns ``probabilities`` (classifiers) or ``predictions`` [batch, frames, ...]:
+the head on each frame's state (as the ``stream`` signature) or, with ``window_frames`` W
+(the default for mean-pooled audio models), the pooled prediction of the W frames ending
+there; ``frame_mask`` bool [batch, frames] (rows of a batch may be at different positions,
+so a row can complete one frame fewer; masked frames hold the state and carry no output);
+``frame_index`` int64 and ``frame_times`` float32 (seconds, the frame centre); the new
+state under the same names. ``reset`` bool [batch] starts a row afresh (zeros and
+reset=True start a stream).
+
+Audio frames are emitted once every sample they cover has arrived: frame t (centre
+t * hop) needs samples up to t * hop + n_fft - n_fft // 2 - 1, so the stream lags the
+whole-signal frontend by its last ``ceil((n_fft - n_fft // 2) / hop)`` frames, those the
+frontend computes from its zero end padding; sending ``n_fft // 2`` zeros at the end of a
+stream (``flush_samples``) yields them too, exactly.
+
+The per-utterance top_db floor of the dB frontends (``max(db, peak - top_db)``, peak over
+the whole input) becomes a running peak: frame t is floored at the peak over frames 0..t
+of the stream. benchmarks/streaming.py measures what this costs in clip accuracy.
+
+>>> import numpy as np
+>>> from seqapps.layers import LogMelSpectrogram
+>>> from seqapps.tasks import SequenceClassifier
+>>> model = SequenceClassifier(num_classes=2, input_shape=(16000,), units=4,
+...                            frontend=LogMelSpectrogram(n_mels=8))
+>>> stream = raw_stream(model, window_frames=None)
+>>> state = stream.initial_state(1)
+>>> result = stream.step(np.zeros((1, 1600), "float32"), state)
+>>> result["probabilities"].shape   # 1600 samples complete frames 0..8 (frame 9 needs sample 1695)
+TensorShape([1, 9, 2])
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from seqapps.errors import invalid_argument
+from seqapps.layers import video_frontends as _video
+from seqapps.layers.audio_frontends import _MelBase
+from seqapps.layers.detection import (
+    DETECTION_INITIAL_VALUES,
+    DetectionSettings,
+    detect_in_graph,
+    detection_state_spec,
+)
+from seqapps.layers.running_ops import running_max, window_sums
+
+__all__ = ["AudioRawStream", "raw_stream"]
+
+_VIDEO_LAYERS = (_video.FramePixels, _video.ColorHistogram, _video.FrameDifference, _video.FrameMotion,
+                 _video.FrameEmbedder, _video.FrameFeatures)
+
+
+def raw_stream(model, *, fps: float | None = None, detection: DetectionSettings | None = None,
+               background: list[str] | tuple[str, ...] = (), window_frames: int | str | None = "auto"):
+    """The raw streaming step of a seqapps task model (audio or video frontend).
+
+    Args:
+        model: a SequenceClassifier or SequenceRegressor with a frontend.
+        fps: video only: frames per second, for ``frame_times`` (None: times are frame
+            indices).
+        detection: classifiers: also run RecognizeCommands in the graph
+            (seqapps.layers.detection.detect_in_graph); adds its state and the outputs
+            ``detected``, ``detected_label``, ``detected_score`` [batch, frames].
+        background: class names that fire but are never reported (with `detection`).
+        window_frames: the frames each output pools. None: the head on each frame's
+            state (as the ``stream`` signature). An integer W: the head on the mean of
+            the last W states (fewer at the start), i.e. what a mean-pooled model
+            predicts for the window ending at each frame. "auto": the model's training
+            window for a mean-pooled audio model (1 + window_samples // hop), else None.
+    """
+    frontend = getattr(model, "frontend", None)
+    options = {"detection": detection, "background": background, "window_frames": window_frames}
+    if isinstance(frontend, _MelBase):
+        return AudioRawStream(model, **options)
+    if isinstance(frontend, _VIDEO_LAYERS):
+        from seqapps.layers.streaming_video import VideoRawStream
+
+        return VideoRawStream(model, fps=fps, **options)
+    raise invalid_argument(
+        "model.frontend", type(frontend).__name__,
+        "a LogMelSpectrogram or MFCC (audio) or a seqapps video frame-feature layer",
+    )
+
+
+class _RawStream:
+    """Shared part: recurrent states in and out, outputs, reset, the serving function."""
+
+    input_name: str
+
+    def __init__(self, model, *, detection: DetectionSettings | None = None, background=(),
+                 window_frames: int | str | None = None):
+        for attribute in ("recurrent_states", "head", "num_layers", "units"):
+            if not hasattr(model, attribute):
+                raise invalid_argument("model", type(model).__name__, "a seqapps SequenceClassifier or SequenceRegressor")
+        if getattr(model, "bidirectional", False):
+            raise invalid_argument("model.bidirectional", True, "False for streaming (the backward pass needs the future)")
+        self.model = model
+        self.frontend = model.frontend
+        # The names of the other signatures: class probabilities, or regression values.
+        self.output_name = "probabilities" if hasattr(model, "num_classes") else "predictions"
+        if detection is not None and self.output_name != "probabilities":
+            raise invalid_argument("detection", detection, "None for a regressor (detection needs classes)")
+        self.detection = detection
+        labels = list(getattr(model, "class_names", None) or [str(i) for i in range(getattr(model, "num_classes", 0))])
+        unknown = [name for name in background if name not in labels]
+        if unknown:
+            raise invalid_argument("background", list(background), f"class names among {labels}")
+        self.background = [labels.index(name) for name in background]
+        if window_frames == "auto":
+            window_frames = self._training_window() if getattr(model, "pooling", None) == "mean" else None
+        if window_frames is not None and (isinstance(window_frames, bool) or not isinstance(window_frames, int)
+                                          or window_frames < 1):
+            raise invalid_argument("window_frames", window_frames, 'a positive integer, None or "auto"')
+        self.window_frames = window_frames
+        self._function = None
+
+    def _training_window(self):
+        return None
+
+    def _window_layout(self):
+        """What the window keeps: the head's logits when the head is linear in the states
+        (no hidden layer; num_classes wide), else the last layer's states (units wide)."""
+        head = self.model.head
+        if not head.hidden_units:
+            return "window_logits", int(head.compute_output_shape((None, None, self.model.units))[-1])
+        return "window_states", self.model.units
+
+    # ---------------------------------------------------------------- description
+    def state_spec(self) -> dict[str, tf.TensorSpec]:
+        """Name -> TensorSpec (batch first, None) of every state tensor."""
+        specs = self._frontend_state_spec()
+        specs["state"] = tf.TensorSpec([None, self.model.num_layers, self.model.units], tf.float32, name="state")
+        if self.window_frames and self.window_frames > 1:
+            name, width = self._window_layout()
+            specs[name] = tf.TensorSpec([None, self.window_frames - 1, width], tf.float32, name=name)
+        if self.detection is not None:
+            specs.update(detection_state_spec(self.detection, frame_ms=self.frame_ms,
+                                              num_classes=self.model.num_classes))
+        return specs
+
+    @property
+    def frame_ms(self) -> float:
+        """Milliseconds between frames."""
+        raise NotImplementedError
+
+    def input_spec(self) -> tf.TensorSpec:
+        raise NotImplementedError
+
+    def input_signature(self) -> dict[str, tf.TensorSpec]:
+        """The inputs of one step: the chunk, ``reset`` and the state."""
+        return {
+            self.input_name: self.input_spec(),
+            "reset": tf.TensorSpec([None], tf.bool, name="reset"),
+            **self.state_spec(),
+        }
+
+    def initial_state(self, batch: int) -> dict[str, np.ndarray]:
+        """The state of `batch` fresh streams (what ``reset`` sets)."""
+        if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 0:
+            raise invalid_argument("batch", batch, "a non-negative integer")
+        state = {}
+        for name, spec in self.state_spec().items():
+            shape = [batch] + [d for d in spec.shape.as_list()[1:]]
+            state[name] = np.full(shape, self._initial_value(name), spec.dtype.as_numpy_dtype)
+        return state
+
+    def _initial_value(self, name):
+        return DETECTION_INITIAL_VALUES.get(name, 0)
+
+    def example_inputs(self, batch: int = 1, *, seed: int = 0) -> dict[str, np.ndarray]:
+        """Valid inputs of one step (a short random chunk, reset, the initial state): for
+        TF Serving warm-up records and tests."""
+        rng = np.random.default_rng(seed)
+        spec = self.input_spec()
+        if spec.dtype == tf.uint8:
+            chunk = rng.integers(0, 256, (batch, 2, *spec.shape[2:]), dtype=np.uint8)
+        else:
+            chunk = (0.1 * rng.standard_normal((batch, 1600))).astype(np.float32)
+        return {self.input_name: chunk, "reset": np.ones(batch, bool), **self.initial_state(batch)}
+
+    def describe(self) -> dict:
+        """JSON-ready layout of the signature (for the model card and clients)."""
+        def spec(s):
+            return {"dtype": s.dtype.name, "shape": [-1 if d is None else d for d in s.shape.as_list()]}
+
+        return {
+            "input": {self.input_name: spec(self.input_spec())},
+            "state": {name: spec(s) for name, s in self.state_spec().items()},
+            "initial_values": {name: self._initial_value(name) for name in self.state_spec()},
+            "outputs": [self.output_name, "frame_mask", "frame_index", "frame_times",
+                        *(["detected", "detected_label", "detected_score"] if self.detection else []),
+                        *self.state_spec()],
+            "detection": None if self.detection is None else {
+                **vars(self.detection), "background": [self.model.class_names[i] if self.model.class_names
+                                                       else str(i) for i in self.background]},
+            **self._describe_frontend(),
+        }
+
+    # ---------------------------------------------------------------- running
+    def step(self, chunk, state: dict, reset=None) -> dict:
+        """One chunk through the stream (eager or in a graph). `state` as returned last time
+        (or ``initial_state``); `reset` optional bool [batch]."""
+        chunk = tf.convert_to_tensor(chunk, self.input_spec().dtype)
+        if reset is None:
+            reset = tf.zeros(tf.shape(chunk)[:1], tf.bool)
+        return self.function(**{self.input_name: chunk, "reset": reset, **state})
+
+    @property
+    def function(self):
+        """The step as a tf.function with keyword inputs (``input_signature``): the
+        ``stream_raw`` serving signature."""
+        if self._function is None:
+            signature = self.input_signature()
+            names = list(signature)
+
+            def serve(*args):
+                inputs = dict(zip(names, args, strict=True))
+                chunk, reset = inputs.pop(self.input_name), inputs.pop("reset")
+                return self._step(chunk, inputs, reset)
+
+            traced = tf.function(serve, input_signature=list(signature.values()), autograph=False)
+            self._function = _KeywordFunction(traced, names)
+        return self._function
+
+    def _reset(self, state, reset):
+        out = {}
+        for name, value in state.items():
+            fresh = tf.cast(tf.fill(tf.shape(value), self._initial_value(name)), value.dtype)
+            row = tf.reshape(reset, tf.concat([tf.shape(reset), tf.ones([value.shape.rank - 1], tf.int32)], 0))
+            out[name] = tf.where(row, fresh, value)
+        return out
+
+    def _recur(self, features, state, frames_done, frames_before):
+        """(outputs, new state) over the new frames: the recurrent states taken at each
+        row's last completed frame (a row completing none keeps its state), and with
+        `window_frames` the last states kept for the next windows."""
+        initial = [state["state"][:, i] for i in range(self.model.num_layers)]
+        sequences = self.model.recurrent_states(features, initial_states=initial, training=False)
+        finals = []
+        for i, states in enumerate(sequences):
+            # s(0) in front, so a row that completed no frame (index 0) keeps its state.
+            with_initial = tf.concat([initial[i][:, tf.newaxis], states], axis=1)
+            finals.append(tf.gather(with_initial, frames_done, axis=1, batch_dims=1))
+        new_state = {"state": tf.stack(finals, axis=1)}
+        if not (self.window_frames and self.window_frames > 1):
+            outputs = tf.cast(self.model.head.per_step(sequences[-1]), tf.float32)
+            return {self.output_name: outputs}, new_state
+        name, _ = self._window_layout()
+        head, width = self.model.head, self.window_frames
+        values = head.per_step_logits(sequences[-1]) if name == "window_logits" else sequences[-1]
+        combined = tf.concat([state[name], tf.cast(values, tf.float32)], axis=1)  # [b, width - 1 + frames, ...]
+        frames = tf.shape(values)[1]
+        sums = window_sums(combined, width)  # the window ending at each new frame
+        position = frames_before[:, tf.newaxis] + tf.range(1, tf.cast(frames, tf.int64) + 1, dtype=tf.int64)
+        count = tf.cast(tf.minimum(position, width), sums.dtype)  # before the start: zeros, not states
+        pooled = sums / count[..., tf.newaxis]
+        new_state[name] = tf.cond(  # a slice when every row moved as far (a gather is slow)
+            tf.reduce_all(frames_done == frames_done[:1]),
+            lambda: combined[:, tf.reduce_max(tf.concat([frames_done, [0]], 0)):][:, :width - 1],
+            lambda: tf.gather(combined, frames_done[:, tf.newaxis] + tf.range(width - 1, dtype=tf.int64),
+                              axis=1, batch_dims=1))
+        outputs = head.activate(pooled) if name == "window_logits" else head.per_step(pooled)
+        outputs = tf.cast(outputs, tf.float32)
+        return {self.output_name: outputs}, new_state
+
+    def _detect(self, outputs, frame_mask, state):
+        """Detection outputs and state (empty without `detection`)."""
+        if self.detection is None:
+            return {}
+        names = detection_state_spec(self.detection, frame_ms=self.frame_ms, num_classes=self.model.num_classes)
+        detected, new_state = detect_in_graph(
+            outputs[self.output_name], frame_mask, {name: state[name] for name in names},
+            settings=self.detection, frame_ms=self.frame_ms, background=self.background,
+        )
+        return {**detected, **new_state}
+
+
+class _KeywordFunction:
+    """A tf.function with a flat positional signature, called with keywords.
+
+    Calls go to its one concrete function: matching Python arguments against the
+    signature on every call would cost more than a 10 ms chunk's computation."""
+
+    def __init__(self, function, names):
+        self.function = function
+        self.names = names
+        self.concrete = function.get_concrete_function()
+        self._dtypes = [spec.dtype for spec in function.input_signature]
+
+    def __call__(self, **inputs):
+        missing = [name for name in self.names if name not in inputs]
+        if missing:
+            raise invalid_argument("state", sorted(inputs), f"a dict holding {missing}")
+        return self.concrete(*[tf.convert_to_tensor(inputs[name], dtype)
+                               for name, dtype in zip(self.names, self._dtypes, strict=True)])
+
+    def get_concrete_function(self):
+        return self.concrete
+
+
+class AudioRawStream(_RawStream):
+    """Streaming step of a model with a LogMelSpectrogram / MFCC frontend (see module doc)."""
+
+    input_name = "waveform"
+
+    def __init__(self, model, **options):
+        super().__init__(model, **options)
+        frontend = self.frontend
+        if frontend.center and frontend.pad_mode != "constant":
+            # Reflection at the start needs samples n_fft // 2 ahead; not supported.
+            raise invalid_argument(
+                "model.frontend.pad_mode", frontend.pad_mode, "'constant' for streaming (or center=False)"
+            )
+        if frontend.n_fft < 2:
+            raise invalid_argument("model.frontend.n_fft", frontend.n_fft, "at least 2 for streaming")
+        self.n_fft = frontend.n_fft
+        self.hop = frontend.hop_samples
+        self.half = frontend.n_fft // 2 if frontend.center else 0
+        self.sample_rate = frontend.sample_rate
+        self.floor_db = float(10.0 * np.log10(frontend.amin)) if frontend.floors_by_peak else None
+
+    @property
+    def frame_ms(self) -> float:
+        return 1000.0 * self.hop / self.sample_rate
+
+    def _training_window(self):
+        samples = self.model.raw_input_shape[0] if self.model.raw_input_shape else None
+        return None if samples is None else int(self.frontend.compute_output_shape((None, samples))[1])
+
+    @property
+    def flush_samples(self) -> int:
+        """Zeros to send after the last chunk to get the frames of the end padding."""
+        return self.half
+
+    def input_spec(self):
+        return tf.TensorSpec([None, None], tf.float32, name="waveform")
+
+    def _frontend_state_spec(self):
+        specs = {
+            "pending_samples": tf.TensorSpec([None, self.n_fft - 1], tf.float32, name="pending_samples"),
+            "samples_seen": tf.TensorSpec([None], tf.int64, name="samples_seen"),
+        }
+        if self.floor_db is not None:
+            specs["peak_db"] = tf.TensorSpec([None], tf.float32, name="peak_db")
+        return specs
+
+    def _initial_value(self, name):
+        # The lowest dB the frontend produces: the running max of nothing.
+        return self.floor_db if name == "peak_db" else 0
+
+    def _describe_frontend(self):
+        return {
+            "kind": "audio",
+            "sample_rate": self.sample_rate,
+            "hop_samples": self.hop,
+            "frame_seconds": self.hop / self.sample_rate,
+            "lookahead_samples": self.n_fft - self.half - 1,
+            "flush_samples": self.flush_samples,
+            "normalisation": "running peak for the top_db floor" if self.floor_db is not None else "fixed",
+            "window_frames": self.window_frames,
+        }
+
+    def frames_completed(self, samples):
+        """Frames the stream has emitted after `samples` samples (NumPy or TF int64)."""
+        padded = samples + self.half
+        if isinstance(padded, (int, np.integer, np.ndarray)):
+            return np.maximum((padded - self.n_fft) // self.hop + 1, 0)
+        return tf.maximum(tf.math.floordiv(padded - self.n_fft, self.hop) + 1, 0)
+
+    def _frames_aligned(self, signal, offset, count):
+        # Every row's first new frame at the same place (rows started together): one slice
+        # and tf.signal.frame, several times faster than gathering every frame's samples.
+        start = tf.reduce_max(tf.concat([offset, tf.zeros([1], tf.int64)], 0))
+        length = tf.maximum(count - 1, 0) * self.hop + self.n_fft
+        frames = tf.signal.frame(signal[:, start:start + length], self.n_fft, self.hop, pad_end=False)
+        return frames[:, :count]
+
+    def _frames_gathered(self, signal, offset, count, valid):
+        starts = offset[:, tf.newaxis] + tf.range(count, dtype=tf.int64)[tf.newaxis] * self.hop
+        starts = tf.where(valid, starts, 0)  # a row completing fewer frames reads dummy ones
+        positions = starts[:, :, tf.newaxis] + tf.range(self.n_fft, dtype=tf.int64)
+        return tf.gather(signal, positions, axis=1, batch_dims=1)
+
+    def _step(self, waveform, state, reset):
+        state = self._reset(state, reset)
+        seen = state["samples_seen"]
+        chunk = tf.cast(tf.shape(waveform)[1], tf.int64)
+        signal = tf.concat([state["pending_samples"], waveform], axis=1)  # signal[0] = padded[seen + half - n_fft + 1]
+        first = self.frames_completed(seen)
+        done = self.frames_completed(seen + chunk) - first  # [batch]
+        count = tf.reduce_max(tf.concat([done, [0]], 0))
+        offsets = tf.range(count, dtype=tf.int64)[tf.newaxis]
+        valid = offsets < done[:, tf.newaxis]
+        index = first[:, tf.newaxis] + offsets
+        offset = first * self.hop - (seen + self.half - (self.n_fft - 1))  # row's first frame in `signal`
+        frames = tf.cond(
+            tf.reduce_all(offset == offset[:1]),
+            lambda: self._frames_aligned(signal, offset, count),
+            lambda: self._frames_gathered(signal, offset, count, valid),
+        )  # [batch, count, n_fft]
+        mel = self.frontend.mel_of_frames(frames)
+        new_state = {}
+        if self.floor_db is not None:
+            frame_peak = tf.where(valid, self.frontend.frame_peak_db(mel), self.floor_db)
+            running = tf.maximum(state["peak_db"][:, tf.newaxis], running_max(frame_peak))
+            features = self.frontend.features_of_mel(mel, peak_db=running)
+            new_state["peak_db"] = tf.maximum(state["peak_db"], tf.reduce_max(frame_peak, axis=1))
+        else:
+            features = self.frontend.features_of_mel(mel)
+        outputs, recurrent = self._recur(features, state, done, first)
+        new_state.update(recurrent)
+        new_state.update(self._detect(outputs, valid, state))
+        keep = tf.shape(signal)[1] - (self.n_fft - 1)
+        centre = index * self.hop + (0 if self.frontend.center else self.n_fft // 2)
+        return {
+            **outputs,
+            "frame_mask": valid,
+            "frame_index": index,
+            "frame_times": tf.cast(tf.cast(centre, tf.float64) / self.sample_rate, tf.float32),
+            "pending_samples": signal[:, keep:],
+            "samples_seen": seen + chunk,
+            **new_state,
+        }

@@ -1,0 +1,244 @@
+"""seqapps.runs_streaming: detect on long files block by block, evaluate, listen (fake microphone)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile
+
+from seqapps.errors import BadMediaError, ConfigError
+from seqapps.layers import LogMelSpectrogram
+from seqapps.layers.detection import DetectionSettings, Recognizer
+from seqapps.runs.detect import detect_file, evaluate_streaming, listen, load_streaming_model
+from seqapps.tasks import SequenceClassifier
+
+RATE = 16000
+SETTINGS = DetectionSettings(average_window_ms=200, threshold=0.8, suppression_ms=300, minimum_count=4)
+
+
+def _loudness_model():
+    """A hand-set classifier: "burst" when the frame is loud, "_silence_" otherwise."""
+    model = SequenceClassifier(num_classes=2, class_names=["_silence_", "burst"], input_shape=(RATE,), units=2,
+                               frontend=LogMelSpectrogram(sample_rate=RATE, n_mels=16), dropout=0.0,
+                               pooling="last")  # last: the stream outputs the head on each frame's state
+    model.normalization.mean.assign(np.full(16, -40.0, np.float32))
+    model.normalization.variance.assign(np.full(16, 400.0, np.float32))
+    layer = model.recurrent_layers[0]
+    layer.set_weights([np.full((16, 2), 2.0 / 16, np.float32), np.zeros((2, 2), np.float32),
+                       np.zeros(2, np.float32)])
+    model.head.set_weights([np.array([[-5.0, 5.0], [0.0, 0.0]], np.float32), np.zeros(2, np.float32)])
+    return model
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("run")
+    model = _loudness_model()
+    model.save(folder / "model.keras")
+    (folder / "labels.json").write_text(json.dumps(model.class_names))
+    return folder
+
+
+def _long_recording(path, *, seconds, bursts, rate=RATE):
+    """Near-silence with 0.4 s noise bursts starting at `bursts` (seconds)."""
+    rng = np.random.default_rng(0)
+    signal = 1e-3 * rng.standard_normal(int(seconds * rate))
+    for start in bursts:
+        begin = int(start * rate)
+        signal[begin:begin + int(0.4 * rate)] += 0.5 * rng.standard_normal(int(0.4 * rate))
+    soundfile.write(path, signal.astype(np.float32), rate)
+    return signal.astype(np.float32)
+
+
+def test_detect_file_matches_the_whole_signal_and_any_block_size(run_dir, tmp_path):
+    bursts = [1.0, 4.2, 7.75, 12.0]
+    signal = _long_recording(tmp_path / "long.wav", seconds=15, bursts=bursts)
+    model = load_streaming_model(run_dir)
+    results = [detect_file(model, tmp_path / "long.wav", settings=SETTINGS, block_seconds=b) for b in (0.013, 1.0, 20.0)]
+    found = [[(e.label, e.start, e.end) for e in r.events] for r in results]
+    assert found[0] == found[1] == found[2]
+    assert [label for label, *_ in found[0]] == ["burst"] * 4
+    # the reference: the Keras model on the whole file (frontend, then model.stream), then Recognizer
+    keras_model = _loudness_model()
+    padded = np.concatenate([signal, np.zeros(256, np.float32)])[None]
+    features = keras_model.frontend(padded).numpy()
+    probabilities = keras_model.stream(features, np.zeros((1, 1, 2), np.float32))[0].numpy()[0]
+    recognizer = Recognizer(["_silence_", "burst"], background=["_silence_"], average_window_ms=200,
+                            threshold=0.8, suppression_ms=300, minimum_count=4)
+    events = recognizer.update(probabilities, np.arange(len(probabilities)) * 10.0) + recognizer.finish()
+    assert [(e.label, e.start, e.end) for e in events] == found[0]
+    starts = [start for _, start, _ in found[0]]
+    np.testing.assert_allclose(starts, bursts, atol=0.15)  # fires within 150 ms of each onset
+    assert results[0].duration_seconds == 15.0
+
+
+def test_resampled_stereo_file(run_dir, tmp_path):
+    rate = 44100
+    mono = _long_recording(tmp_path / "mono.wav", seconds=6, bursts=[2.0], rate=rate)
+    soundfile.write(tmp_path / "stereo.flac", np.stack([mono, mono], axis=1), rate)
+    result = detect_file(load_streaming_model(run_dir), tmp_path / "stereo.flac", settings=SETTINGS)
+    assert [e.label for e in result.events] == ["burst"]
+    assert result.events[0].start == pytest.approx(2.0, abs=0.15)
+    assert result.duration_seconds == pytest.approx(6.0, abs=1e-3)
+
+
+def test_evaluate_streaming(run_dir, tmp_path):
+    _long_recording(tmp_path / "a.wav", seconds=10, bursts=[1.0, 5.0])
+    _long_recording(tmp_path / "b.wav", seconds=10, bursts=[3.0, 8.0])
+    # b's second burst is not in the ground truth: its detection is a false accept
+    (tmp_path / "events.csv").write_text(
+        "path,label,start,end\na.wav,burst,1.0,1.4\na.wav,burst,5.0,5.4\nb.wav,burst,3.0,3.4\n")
+    metrics = evaluate_streaming(run_dir, tmp_path / "events.csv", settings=SETTINGS)
+    assert (metrics["events"], metrics["matched"], metrics["wrong"], metrics["false"]) == (3, 3, 0, 1)
+    assert metrics["hours"] == pytest.approx(20 / 3600)
+    assert metrics["false_accepts_per_hour"] == pytest.approx(180.0)
+    assert metrics["miss_rate"] == 0.0
+    assert 0 < metrics["latency_ms"]["median_from_start"] < 150
+    (tmp_path / "bad.csv").write_text("path,label,start,end\na.wav,seven,1.0,1.4\n")
+    with pytest.raises(ConfigError, match="seven"):
+        evaluate_streaming(run_dir, tmp_path / "bad.csv")
+
+
+class _FakeMicrophone:
+    """Plays a signal back through sounddevice.InputStream's interface."""
+
+    def __init__(self, signal, **settings):
+        self.signal, self.settings, self.position = signal, settings, 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def read(self, frames):
+        block = self.signal[self.position:self.position + frames]
+        self.position += frames
+        block = np.pad(block, (0, frames - len(block)))
+        return block[:, np.newaxis], False
+
+
+def test_listen_with_a_fake_microphone(run_dir, tmp_path):
+    signal = _long_recording(tmp_path / "mic.wav", seconds=5, bursts=[1.5, 3.5])
+    opened = {}
+
+    def open_input(**settings):
+        opened.update(settings)
+        return _FakeMicrophone(signal, **settings)
+
+    printed = []
+    events = listen(run_dir, settings=SETTINGS, max_seconds=5, open_input=open_input, on_event=printed.append)
+    assert opened["samplerate"] == RATE and opened["channels"] == 1 and opened["blocksize"] == 1600
+    assert [e.label for e in events] == ["burst", "burst"] and printed == events
+    np.testing.assert_allclose([e.start for e in events], [1.5, 3.5], atol=0.15)
+
+
+def test_errors_name_the_file(run_dir, tmp_path):
+    with pytest.raises(BadMediaError, match="missing.wav"):
+        detect_file(load_streaming_model(run_dir), tmp_path / "missing.wav")
+    (tmp_path / "text.wav").write_text("not audio")
+    with pytest.raises(BadMediaError, match="text.wav"):
+        detect_file(load_streaming_model(run_dir), tmp_path / "text.wav")
+    with pytest.raises(ConfigError, match="neither a run folder"):
+        load_streaming_model(tmp_path)
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def test_cli_detect_json_and_text(run_dir, tmp_path, capsys):
+    from seqapps.cli import main
+
+    _long_recording(tmp_path / "long.wav", seconds=8, bursts=[1.0, 5.0])
+    options = ["--threshold", "0.8", "--window-ms", "200", "--suppression-ms", "300"]
+    assert main(["detect", str(run_dir), str(tmp_path / "long.wav"), "--json", *options]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    events = [json.loads(line) for line in lines]  # stdout is JSON only
+    assert [e["label"] for e in events] == ["burst", "burst"]
+    assert set(events[0]) == {"file", "label", "start", "end", "score"}
+    assert main(["detect", str(run_dir), str(tmp_path / "long.wav"), str(tmp_path / "missing.wav"), *options]) == 1
+    out = capsys.readouterr().out
+    assert "events in 8.0 s" in out and "missing.wav\terror: file not found" in out
+
+
+def test_cli_evaluate_streaming(run_dir, tmp_path, capsys):
+    from seqapps.cli import main
+
+    _long_recording(tmp_path / "a.wav", seconds=6, bursts=[2.0])
+    (tmp_path / "events.csv").write_text("path,label,start,end\na.wav,burst,2.0,2.4\n")
+    argv = ["evaluate", str(run_dir), "--streaming", str(tmp_path / "events.csv"), "--threshold", "0.8",
+            "--window-ms", "200", "--json"]
+    assert main(argv) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert (metrics["matched"], metrics["false"], metrics["miss_rate"]) == (1, 0, 0.0)
+    assert main(["evaluate", str(run_dir), "--streaming", str(tmp_path / "none.csv")]) == 2
+    assert "events CSV" in capsys.readouterr().err
+
+
+def test_cli_listen_through_sounddevice(run_dir, tmp_path, capsys, monkeypatch):
+    import sys
+    import types
+
+    from seqapps.cli import main
+
+    signal = _long_recording(tmp_path / "mic.wav", seconds=4, bursts=[1.0])
+    fake = types.ModuleType("sounddevice")
+    fake.InputStream = lambda **settings: _FakeMicrophone(signal, **settings)
+    monkeypatch.setitem(sys.modules, "sounddevice", fake)
+    assert main(["listen", str(run_dir), "--seconds", "4", "--threshold", "0.8", "--window-ms", "200"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    label, start, _end, _score = lines[0].split("\t")
+    assert len(lines) == 1 and label == "burst" and 1.0 <= float(start) <= 1.2
+
+
+# --------------------------------------------------------------------------- exported SavedModel
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    from seqapps.export import export_model
+
+    base = tmp_path_factory.mktemp("saved_models")
+    export_model(_loudness_model(), base_dir=base, name="bursts", warmup_examples=2,
+                 preprocessing={"kind": "audio", "sample_rate": RATE, "window_samples": RATE, "hop_samples": RATE // 2})
+    return base / "bursts"
+
+
+def test_saved_model_detects_as_the_run(run_dir, exported, tmp_path):
+    _long_recording(tmp_path / "long.wav", seconds=8, bursts=[1.0, 4.5])
+    from_run = detect_file(load_streaming_model(run_dir), tmp_path / "long.wav", settings=SETTINGS)
+    from_export = detect_file(load_streaming_model(exported), tmp_path / "long.wav", settings=SETTINGS)
+    assert [e.label for e in from_export.events] == ["burst", "burst"]
+    assert [(e.label, e.start, e.end) for e in from_export.events] == [(e.label, e.start, e.end) for e in from_run.events]
+    np.testing.assert_allclose([e.score for e in from_export.events], [e.score for e in from_run.events], atol=1e-5)
+
+
+def test_saved_model_state_through_json_and_warmup_records(exported):
+    import tensorflow as tf
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    model = load_streaming_model(exported)
+    rng = np.random.default_rng(3)
+    signal = (0.3 * rng.standard_normal((1, 5000))).astype(np.float32)
+    plain, through_json = model.initial_state(1), model.initial_state(1)
+    for start, stop in ((0, 1), (1, 700), (700, 5000)):
+        out_plain, plain = model.step(signal[:, start:stop], plain)
+        out_json, through_json = model.step(signal[:, start:stop], through_json)
+        # as TF Serving's REST API carries it: float32 -> JSON number -> float32
+        text = json.dumps({name: value.tolist() for name, value in through_json.items()})
+        through_json = {name: np.asarray(value, model.description["state"][name]["dtype"])
+                        for name, value in json.loads(text).items()}
+        np.testing.assert_array_equal(out_json["probabilities"], out_plain["probabilities"])
+    version = sorted(p for p in exported.iterdir() if p.name.isdigit())[-1]
+    records = [prediction_log_pb2.PredictionLog.FromString(r.numpy()) for r in
+               tf.data.TFRecordDataset(str(version / "assets.extra" / "tf_serving_warmup_requests"))]
+    raw_requests = [r.predict_log.request for r in records if r.predict_log.request.model_spec.signature_name == "stream_raw"]
+    assert len(raw_requests) == 2
+    function = tf.saved_model.load(str(version)).signatures["stream_raw"]
+    for request in raw_requests:  # each warm-up request is a valid call
+        inputs = {key: tf.make_ndarray(value) for key, value in request.inputs.items()}
+        assert set(inputs) == {"waveform", "reset", *model.state_names}
+        result = function(**{key: tf.constant(value) for key, value in inputs.items()})
+        assert result["probabilities"].shape[0] == inputs["waveform"].shape[0]
