@@ -47,10 +47,8 @@ def _group_scores(model, kind, source, indices, *, settings, cache_dir, report) 
     """{group: {"n", "accuracy" | "mae"}} of `model` on examples `indices`."""
     from seqapps.runs import data as run_data
 
-    dataset = run_data.make_dataset(kind, source, indices, data=settings["data"], frontend=model.frontend,
-                                    batch_size=settings["training"]["batch_size"], shuffle=False, seed=0,
-                                    cache_dir=cache_dir, report=report, with_clip_index=True)
-    clips, predictions, targets = run_data.clip_predictions(model, dataset)
+    clips, predictions, targets = run_data.clip_predictions(
+        model, kind, source, indices, data=settings["data"], cache_dir=cache_dir, report=report)
     scores: dict[str, list] = {}
     for clip, prediction, target in zip(clips, predictions, targets, strict=True):
         example = source.examples[int(clip)]

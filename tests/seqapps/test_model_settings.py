@@ -51,7 +51,8 @@ def test_bidirectional_with_padding_equals_the_unpadded_clip():
 
 
 def test_bidirectional_round_trips_exports_without_stream_and_refuses_to_stream(tmp_path):
-    from seqapps.export import SIGNATURE_STREAM, export_model, load_exported
+    from seqapps.export import export_model
+    from seqapps.exported import SIGNATURE_STREAM, load_exported
 
     model = SequenceClassifier(num_classes=2, class_names=["a", "b"], input_shape=(None, 3), units=4,
                                num_layers=2, bidirectional=True)
