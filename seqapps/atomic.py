@@ -118,6 +118,43 @@ def _publish_dir(tmp: Path, path: Path, keep_existing) -> None:
     raise FileExistsError(f"{path}: could not be replaced (other writers keep publishing it)")
 
 
+def publish_new_dir(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Rename the complete folder `tmp` to `path`, which must not exist: never overwrites
+    (a SavedModel version is immutable once served). Every file and folder is flushed to
+    disk first and the rename itself after, so a crash leaves either nothing or the whole
+    folder. Raises FileExistsError when `path` exists or appears meanwhile.
+
+    >>> publish_new_dir("models/.tmp-build", "models/3")     # doctest: +SKIP
+    """
+    tmp, path = Path(tmp), Path(path)
+    _fsync_tree(tmp)
+    if path.exists():
+        raise FileExistsError(path)
+    try:
+        os.rename(tmp, path)  # refuses a non-empty existing folder
+    except OSError:
+        if path.exists():
+            raise FileExistsError(path) from None
+        raise
+    _fsync(path.parent)
+
+
+def _fsync(folder: Path) -> None:
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _fsync_tree(folder: Path) -> None:
+    for root, _, files in os.walk(folder):
+        for name in files:
+            with open(os.path.join(root, name), "rb") as handle:
+                os.fsync(handle.fileno())
+        _fsync(Path(root))
+
+
 def remove_stale_temporaries(folder: str | os.PathLike, pattern: str = "*") -> list[Path]:
     """Remove temporaries in `folder` whose name ends with `pattern` and whose writer is
     gone (a killed run's leftovers); those of live processes are kept. Returns them."""

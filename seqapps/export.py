@@ -42,7 +42,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from seqapps.atomic import process_alive
+from seqapps.atomic import process_alive, publish_new_dir
 from seqapps.errors import ConfigError, invalid_argument
 from seqapps.exported import ExportedModel, latest_version, load_exported
 from seqapps.serving import RAW_INPUT_NAMES, SIGNATURE_BUILDERS
@@ -131,40 +131,17 @@ def _remove_stale_temps(model_dir: Path) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def _fsync_tree(folder: Path) -> None:
-    """Flush every file and folder to disk, so the rename publishes complete files."""
-    for root, _, files in os.walk(folder):
-        for name in files:
-            with open(os.path.join(root, name), "rb") as handle:
-                os.fsync(handle.fileno())
-        descriptor = os.open(root, os.O_RDONLY)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
-
-
 def _publish(temp: Path, target: Path, *, explicit: bool) -> Path:
-    """Rename temp -> target; if another exporter took the version first, take the next
-    (automatic versions) or fail (explicit ones). rename refuses a non-empty target."""
+    """Publish temp as version folder `target`; if another exporter took that version
+    first, take the next (automatic versions) or fail (explicit ones)."""
     while True:
         try:
-            if target.exists():
-                raise FileExistsError(target)
-            os.rename(temp, target)
-            break
-        except OSError as err:
-            if not target.exists():
-                raise
+            publish_new_dir(temp, target)
+            return target
+        except FileExistsError as err:
             if explicit:
                 raise VersionExistsError(f"{target} already exists; versions are never overwritten") from err
             target = target.parent / str(next_version(target.parent))
-    descriptor = os.open(target.parent, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)  # make the rename itself durable
-    finally:
-        os.close(descriptor)
-    return target
 
 
 # --------------------------------------------------------------------------- assets
@@ -328,7 +305,6 @@ def export_model(
             (temp / "assets" / filename).write_text(text, encoding="utf-8")
         if warmup_examples:
             _write_warmup(temp / "assets.extra" / WARMUP_FILE, signatures, name=name, count=warmup_examples)
-        _fsync_tree(temp)
         return _publish(temp, target, explicit=version is not None)
     finally:
         if temp.exists():

@@ -1,6 +1,6 @@
 """TF Serving export: layout, versions, atomicity, signatures, and proof that TF Serving
 can run the result (standard ops only, loads without seqapps, saved_model_cli, the REST
-bodies documented in the README).
+bodies documented in docs/serving.md).
 
 References are independent of seqapps.export: windows are cut in NumPy (with the window
 count of pipelines.windows) and the in-process Keras model predicts each window.
@@ -37,7 +37,7 @@ from seqapps.tasks import SequenceClassifier, SequenceRegressor
 
 ROOT = Path(__file__).resolve().parents[2]
 # The documented REST request bodies.
-REQUESTS_DOC = ROOT / "README.md"
+REQUESTS_DOC = ROOT / "docs" / "serving.md"  # the request bodies moved out of the README
 PYTHON = sys.executable
 ATOL = 1e-5
 RNG = np.random.default_rng(11)
