@@ -37,6 +37,7 @@ import numpy as np
 
 from pipelines import cache
 from pipelines.cache import MANIFEST
+from pipelines.progress import progress
 from pipelines.report import BadInputReport
 from pipelines.video import (
     check_options,
@@ -278,11 +279,13 @@ def write_frame_cache(
                 continue
             yield "end", position, None
 
-    with cache.building(out_dir, key, key=key, layout=_LAYOUT) as build:
+    with cache.building(out_dir, key, key=key, layout=_LAYOUT) as build, progress(
+        total=len(examples), description="video frame features", unit="clip"
+    ) as bar:
         build.manifest = _write_shards(
             build.folder, _threaded(decoded_chunks()), compute, examples=examples, labels=labels,
             source_indices=source_indices, shards=shards, context_frames=context_frames, quantize=quantize,
-            feature_key=feature_key, report=local_report,
+            feature_key=feature_key, report=local_report, on_clip=bar.update,
         )
         build.manifest.update({
             "settings": settings,
@@ -295,7 +298,7 @@ def write_frame_cache(
 
 
 def _write_shards(folder: Path, items, compute, *, examples, labels, source_indices, shards, context_frames,
-                  quantize, feature_key, report) -> dict:
+                  quantize, feature_key, report, on_clip=lambda n: None) -> dict:
     """Write the SequenceExamples of the decoded `items` into `folder`; the manifest's
     description of them (shards, clips, frame counts, feature size)."""
     import tensorflow as tf
@@ -307,6 +310,8 @@ def _write_shards(folder: Path, items, compute, *, examples, labels, source_indi
     try:
         outputs, indices_so_far, previous = [], [], None
         for kind, value, index in items:
+            if kind != "chunk":
+                on_clip(1)  # a clip ended (written or dropped)
             if kind == "chunk":
                 frames = value
                 if previous is not None and context_frames:

@@ -504,3 +504,12 @@ def test_clip_regression_targets(numbered_clip):
     ds = video_dataset(examples, target="clip_targets", window_frames=30, hop_frames=30, size=(8, 8))
     _, labels = next(iter(ds))
     np.testing.assert_array_equal(labels, [[0.25, 4.0]])
+
+
+def test_frame_cache_build_reports_progress_once_per_stage(synthetic_root, feature_layer, tmp_path, monkeypatch,
+                                                            capsys):
+    monkeypatch.setenv("SEQAPPS_PROGRESS", "1")  # also for a stage this small
+    examples = _synthetic_examples(synthetic_root)
+    write_frame_cache(examples, [0, 3, 5], tmp_path, feature_layer=feature_layer, fps=8, size=(32, 32))
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("video frame features")]
+    assert len(lines) == 1 and lines[0].startswith("video frame features: 3 clips in "), lines
