@@ -364,8 +364,9 @@ def split_examples(source: DataSource, *, val_fraction: float = 0.15,
                    test_fraction: float = 0.15, seed: int = 0) -> dict[str, list[int]]:
     """Indices of the train / val / test examples, never splitting a group.
 
-    If every example has a ``split`` (manifest column), it is used as given. If none
-    has, test and then val are held out by whole groups (an example without a group is
+    If every example has a ``split`` (manifest column), it is used as given; when it
+    names only train and test, val is held out of train by whole groups
+    (``val_fraction`` of the train part) and nothing else is. If none has, test and then val are held out by whole groups (an example without a group is
     its own group): ``StratifiedGroupKFold`` for classification (class proportions kept
     as far as groups allow, and every class kept in train when a held-out group can be
     moved back), ``GroupShuffleSplit`` for regression (fractions count groups there).
@@ -396,18 +397,24 @@ def split_examples(source: DataSource, *, val_fraction: float = 0.15,
         raise invalid_argument("val_fraction + test_fraction", val_fraction + test_fraction,
                                "less than 1")
     seed = int(seed)
-    given = [e.split for e in source.examples]
-    n_given = sum(s is not None for s in given)
-    if n_given == len(given) and given:
-        return {name: [i for i, s in enumerate(given) if s == name] for name in SPLITS}
-    if n_given:
-        raise ConfigError(f"a split is given for {n_given} of {len(given)} examples; give "
-                          "it for all of them or for none")
-
     groups = np.asarray([e.group if e.group is not None else f"\0example {i}"
                          for i, e in enumerate(source.examples)], dtype=object)
     labels = (np.asarray([e.label for e in source.examples], dtype=object)
               if source.task == "classify" else None)
+    given = [e.split for e in source.examples]
+    n_given = sum(s is not None for s in given)
+    if n_given == len(given) and given:
+        split = {name: [i for i, s in enumerate(given) if s == name] for name in SPLITS}
+        if split["train"] and not split["val"]:
+            # Only train/test given (an official test set): val comes out of train by
+            # whole groups (val_fraction of train); nothing else is held out.
+            train, val = _hold_out(np.asarray(split["train"]), groups, labels, val_fraction, seed + 1)
+            split["train"], split["val"] = train.tolist(), val.tolist()
+        return split
+    if n_given:
+        raise ConfigError(f"a split is given for {n_given} of {len(given)} examples; give "
+                          "it for all of them or for none")
+
     everything = np.arange(len(source.examples))
     rest, test = _hold_out(everything, groups, labels, test_fraction, seed)
     # val_fraction is of the whole set; rest is (1 - test_fraction) of it.

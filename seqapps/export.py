@@ -200,7 +200,10 @@ class ServingModule:
             input_signature=[features, tf.TensorSpec([None, None], tf.bool, name="mask")],
             autograph=False,
         )
-        self.serve_stream = tf.function(
+        # A bidirectional model cannot stream (its backward direction needs the future):
+        # it is exported without the stream signature (model_card "stream_state_shape": null).
+        self.can_stream = getattr(model, "can_stream", True)
+        self.serve_stream = None if not self.can_stream else tf.function(
             self._serve_stream,
             input_signature=[
                 features,
@@ -261,11 +264,13 @@ class ServingModule:
         return result
 
     def signatures(self) -> dict:
-        return {
+        signatures = {
             SIGNATURE_RAW: self.serve_raw.get_concrete_function(),
             SIGNATURE_FEATURES: self.serve_features.get_concrete_function(),
-            SIGNATURE_STREAM: self.serve_stream.get_concrete_function(),
         }
+        if self.can_stream:
+            signatures[SIGNATURE_STREAM] = self.serve_stream.get_concrete_function()
+        return signatures
 
 
 # --------------------------------------------------------------------------- versions
@@ -359,7 +364,7 @@ def _write_warmup(path: Path, module: ServingModule, *, name: str, count: int) -
     rng = np.random.default_rng(0)
     path.parent.mkdir(parents=True, exist_ok=True)
     with tf.io.TFRecordWriter(str(path)) as writer:
-        for signature in SIGNATURES:
+        for signature in module.signatures():
             for i in range(count):
                 request = predict_pb2.PredictRequest(
                     model_spec=model_pb2.ModelSpec(name=name, signature_name=signature)
@@ -434,7 +439,7 @@ def _model_card(module: ServingModule, *, name: str, version: int, preprocessing
         },
         "preprocessing": preprocessing,
         "signatures": _signature_summary(module),
-        "stream_state_shape": [model.num_layers, model.units],
+        "stream_state_shape": [model.num_layers, model.units] if module.can_stream else None,
         "exported_with": {"tensorflow": tf.__version__, "keras": keras.__version__},
     }
     card.update(dict(model_card or {}))
@@ -659,7 +664,8 @@ class ExportedModel:
         labels = assets / "labels.txt"
         self.labels = labels.read_text(encoding="utf-8").splitlines() if labels.is_file() else None
         self.raw_input_name = self.preprocessing["serving"]["raw_input"]
-        self.state_shape = tuple(self.model_card["stream_state_shape"])
+        shape = self.model_card["stream_state_shape"]
+        self.state_shape = None if shape is None else tuple(shape)
 
     def _run(self, signature: str, **inputs) -> dict[str, np.ndarray]:
         function = self.signatures[signature]
@@ -681,6 +687,8 @@ class ExportedModel:
         return np.zeros((batch, *self.state_shape), np.float32)
 
     def stream(self, features, state=None, reset=None) -> dict[str, np.ndarray]:
+        if SIGNATURE_STREAM not in self.signatures:
+            raise ConfigError("this export has no stream signature (a bidirectional model cannot stream)")
         features = np.asarray(features, np.float32)
         batch = features.shape[0]
         if state is None:

@@ -22,7 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from seqapps.errors import invalid_argument
+from seqapps.errors import ConfigError, invalid_argument
 from seqapps.heads import ClassificationHead, RegressionHead
 from seqapps.layers.normalization import FeatureNormalization
 from seqapps.layers.recurrent import Recurrent
@@ -45,6 +45,8 @@ class SequenceModel(keras.Model):
         pooling: str = "mean",
         hidden_units: int = 0,
         augmentation: keras.layers.Layer | dict | None = None,
+        bidirectional: bool = False,
+        merge_mode: str = "concat",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -80,6 +82,7 @@ class SequenceModel(keras.Model):
             for i in range(num_layers)
         ]
         self.between = [keras.layers.Dropout(dropout) for _ in range(num_layers)] if dropout else []
+        self._init_bidirectional(bidirectional, merge_mode)
         self.head = self._make_head()
 
     # The model is built at construction from `input_shape`, so a loaded .keras file finds
@@ -98,9 +101,11 @@ class SequenceModel(keras.Model):
         self.feature_size = int(shape[-1])
         self.normalization.build((None, None, self.feature_size))
         width = self.feature_size
-        for layer in self.recurrent_layers:
+        for i, layer in enumerate(self.recurrent_layers):
             layer.build((None, None, width))
-            width = self.units
+            if self.bidirectional:
+                self.backward_layers[i].build((None, None, width))
+            width = self.layer_width
         self.head.build((None, None, width))
         self.built = True
 
@@ -122,6 +127,11 @@ class SequenceModel(keras.Model):
             raw, mask = inputs, None
         if self.frontend is None:
             return tf.convert_to_tensor(raw), mask
+        if getattr(self.frontend, "accepts_sample_mask", False):
+            # e.g. SpeechFrontend: its placement and CMVN need the sample mask, and it may
+            # make a frame mask where none was given ("trim").
+            features = self.frontend(raw, mask=mask, training=training)
+            return features, self.frontend.compute_mask(raw, mask)
         features = self.frontend(raw, training=training)
         if mask is not None:
             mask = self.frontend.compute_mask(raw, mask)
@@ -137,9 +147,43 @@ class SequenceModel(keras.Model):
             if self.between:
                 x = self.between[i](x, training=training)
             initial = None if initial_states is None else initial_states[i]
-            x = layer(x, mask=mask, initial_state=initial, training=training)
+            forward = layer(x, mask=mask, initial_state=initial, training=training)
+            x = self._merge_backward(i, forward, x, mask, training) if self.bidirectional else forward
             all_states.append(x)
         return all_states
+
+    # ------------------------------------------------------------------ bidirectional
+    def _init_bidirectional(self, bidirectional, merge_mode):
+        if not isinstance(bidirectional, bool):
+            raise invalid_argument("bidirectional", bidirectional, "True or False")
+        if merge_mode not in ("concat", "sum"):
+            raise invalid_argument("merge_mode", merge_mode, "'concat' or 'sum'")
+        self.bidirectional = bidirectional
+        self.merge_mode = merge_mode
+        # A second plain Recurrent per layer reads the sequence from its end; its outputs
+        # (in processing order) are reversed back so that step t of both directions meet.
+        self.backward_layers = [
+            Recurrent(self.units, activation=self.activation, recurrent_initializer=self.recurrent_initializer,
+                      truncate_bptt=self.truncate_bptt, return_sequences=True, go_backwards=True,
+                      name=f"recurrent_backward_{i}")
+            for i in range(self.num_layers)
+        ] if bidirectional else []
+
+    @property
+    def layer_width(self) -> int:
+        """Width of each layer's output: units, or 2 * units for concatenated directions."""
+        return 2 * self.units if self.bidirectional and self.merge_mode == "concat" else self.units
+
+    @property
+    def can_stream(self) -> bool:
+        """False for a bidirectional model: its backward direction needs the whole future."""
+        return not self.bidirectional
+
+    def _merge_backward(self, i, forward, inputs, mask, training):
+        backward = tf.reverse(self.backward_layers[i](inputs, mask=mask, training=training), [1])
+        if self.merge_mode == "sum":
+            return forward + backward
+        return tf.concat([forward, backward], axis=-1)
 
     def call(self, inputs, training=None):
         features, mask = self.features_and_mask(inputs, training=training)
@@ -161,6 +205,11 @@ class SequenceModel(keras.Model):
             (what the model would predict if the sequence ended there); chunked calls
             give the same results as one call on the whole sequence.
         """
+        if not self.can_stream:
+            raise ConfigError(
+                "a bidirectional model cannot stream: its backward direction reads the sequence from "
+                "its end. Use the whole-clip signatures, or train with bidirectional=False to stream"
+            )
         states = tf.cast(states, self.compute_dtype)
         if reset is not None:
             keep = 1.0 - tf.cast(reset, states.dtype)[:, tf.newaxis, tf.newaxis]
@@ -207,6 +256,8 @@ class SequenceModel(keras.Model):
             "augmentation": None
             if self.augmentation is None
             else keras.saving.serialize_keras_object(self.augmentation),
+            "bidirectional": self.bidirectional,
+            "merge_mode": self.merge_mode,
         }
 
     @classmethod
@@ -233,6 +284,10 @@ class SequenceClassifier(SequenceModel):
         pooling, hidden_units: the head (see seqapps.heads).
         augmentation: an optional training-only layer on the normalised features, e.g.
             seqapps.layers.SpecAugment (identity at inference).
+        bidirectional: add a second Recurrent per layer reading the sequence backwards
+            (go_backwards=True, outputs reversed back so step t meets step t); such a
+            model cannot stream (`can_stream` is False, no stream signature in exports).
+        merge_mode: "concat" (layer width 2 * units) or "sum" of the two directions.
 
     Example:
     >>> import numpy as np

@@ -32,7 +32,7 @@ import numpy as np
 
 from seqapps import distribute
 from seqapps.atomic import atomic_path, write_json, write_text
-from seqapps.errors import SeqappsError
+from seqapps.errors import SeqappsError, invalid_argument
 
 
 class TrainingDiverged(SeqappsError):
@@ -264,3 +264,63 @@ def balanced_class_weight(labels: np.ndarray, num_classes: int) -> dict[int, flo
     result = {c: 1.0 for c in range(num_classes)}
     result.update({int(c): float(w) for c, w in zip(present, weights, strict=True)})
     return result
+
+
+@keras.saving.register_keras_serializable(package="seqapps")
+class SparseSmoothedCrossentropy(keras.losses.Loss):
+    """Cross-entropy of probabilities against integer labels smoothed by `label_smoothing`.
+
+    The target of label y is ``(1 - label_smoothing) * one_hot(y) + label_smoothing / classes``,
+    as ``keras.losses.CategoricalCrossentropy(label_smoothing=...)`` on one-hot labels
+    (Keras' sparse cross-entropy has no smoothing).
+
+    >>> loss = SparseSmoothedCrossentropy(label_smoothing=0.1)
+    >>> round(float(loss(np.array([0]), np.array([[0.9, 0.1]]))), 4)
+    0.2152
+    """
+
+    def __init__(self, *, label_smoothing: float = 0.1, name: str = "sparse_smoothed_crossentropy", **kwargs):
+        super().__init__(name=name, **kwargs)
+        if not 0 <= label_smoothing < 1:
+            raise invalid_argument("label_smoothing", label_smoothing, "in [0, 1)")
+        self.label_smoothing = float(label_smoothing)
+
+    def call(self, y_true, y_pred):
+        classes = keras.ops.shape(y_pred)[-1]
+        labels = keras.ops.one_hot(keras.ops.cast(keras.ops.reshape(y_true, [-1]), "int32"), classes)
+        return keras.losses.categorical_crossentropy(labels, y_pred, label_smoothing=self.label_smoothing)
+
+    def get_config(self):
+        return {**super().get_config(), "label_smoothing": self.label_smoothing}
+
+
+def learning_rate_callback(schedule: str | None, *, learning_rate: float, epochs: int, warmup_epochs: int = 0,
+                           patience: int = 8) -> keras.callbacks.Callback | None:
+    """The keras callback of a learning-rate `schedule` (None: constant rate).
+
+    "cosine": linear warm-up over `warmup_epochs` to `learning_rate`, then cosine decay
+    to 0 at `epochs` (per epoch, from the epoch index, so a resumed run continues it);
+    "plateau": ``ReduceLROnPlateau`` halving the rate after ``max(1, patience // 2)``
+    epochs without a better validation loss.
+
+    >>> callback = learning_rate_callback("cosine", learning_rate=1.0, epochs=5, warmup_epochs=1)
+    >>> [round(callback.schedule(e, 0.0), 3) for e in range(5)]
+    [1.0, 1.0, 0.854, 0.5, 0.146]
+    """
+    if schedule is None:
+        return None
+    if schedule == "plateau":
+        return keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=max(1, patience // 2),
+                                                 min_lr=learning_rate / 100)
+    if schedule != "cosine":
+        raise invalid_argument("training.lr_schedule", schedule, "None, 'cosine' or 'plateau'")
+    if isinstance(warmup_epochs, bool) or not isinstance(warmup_epochs, int) or not 0 <= warmup_epochs < epochs:
+        raise invalid_argument("training.warmup_epochs", warmup_epochs, f"an integer in [0, epochs={epochs})")
+
+    def rate(epoch, _current):
+        if epoch < warmup_epochs:
+            return learning_rate * (epoch + 1) / warmup_epochs
+        progress = (epoch - warmup_epochs) / max(1, epochs - warmup_epochs)
+        return learning_rate * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return keras.callbacks.LearningRateScheduler(rate)

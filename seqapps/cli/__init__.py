@@ -15,7 +15,7 @@ import sys
 # load TensorFlow. Every command imports what it needs inside its handler.
 
 EXAMPLES = {
-    "train": "seqapps train audio data/words --run-dir runs/words --epochs 20",
+    "train": "seqapps train audio data/words --run-dir runs/words --epochs 20 [--group-pattern digits --folds 5]",
     "evaluate": "seqapps evaluate runs/words data/held_out --json",
     "predict": "seqapps predict runs/words clip1.wav clip2.wav --json",
     "export": "seqapps export runs/words --name words --base-dir saved_models",
@@ -31,11 +31,14 @@ def _train(args) -> int:
     strategy = distribute.make_strategy(
         args.strategy, collective_timeout_seconds=args.collective_timeout, heartbeat_timeout_seconds=args.heartbeat_timeout,
     )
+    if args.folds is not None:
+        return _cross_validate(args, strategy)
     try:
         metrics = train_run(
             args.kind, run_dir=args.run_dir, data_dir=args.data_dir, manifest=args.manifest, task=args.task,
             epochs=args.epochs, config_file=args.config, strict=args.strict, target_columns=args.target_columns,
             verbose=1 if sys.stdout.isatty() else 2, strategy=strategy, per_replica_batch=args.per_replica_batch,
+            group_pattern=args.group_pattern, test_dir=args.test_dir, test_manifest=args.test_manifest,
         )
     except distribute.WorkerLost as err:
         # The runtime may still wait on the dead peer (aborted collectives, shutdown
@@ -50,6 +53,28 @@ def _train(args) -> int:
     name = "test" if "test" in metrics else "validation"
     keys = ("accuracy", "macro_f1") if "accuracy" in shown else ("mae", "rmse", "r2")
     print(f"{name}: " + ", ".join(f"{k}={shown[k]:.4f}" for k in keys) + f" (n={shown['n']}); run folder: {args.run_dir}")
+    return 0
+
+
+def _cross_validate(args, strategy) -> int:
+    from seqapps.errors import ConfigError
+    from seqapps.runs.crossval import cross_validate_run
+
+    if args.test_dir or args.test_manifest:
+        raise ConfigError("--folds makes its own held-out groups: leave out --test-dir / --test-manifest")
+    summary = cross_validate_run(
+        args.kind, run_dir=args.run_dir, folds=args.folds, data_dir=args.data_dir, manifest=args.manifest,
+        task=args.task, epochs=args.epochs, config_file=args.config, strict=args.strict,
+        target_columns=args.target_columns, group_pattern=args.group_pattern,
+        verbose=1 if sys.stdout.isatty() else 2, strategy=strategy,
+    )
+    keys = ("accuracy", "macro_f1") if summary["task"] == "classify" else ("mae", "rmse", "r2")
+    print(f"{summary['folds']}-fold group cross-validation (held-out groups): " + ", ".join(
+        f"{k}={summary[k]['mean']:.4f} ± {summary[k]['std']:.4f}" for k in keys))
+    hardest = ", ".join(f"{g['group']} ({g.get('accuracy', g.get('mae')):.3f}, n={g['n']})"
+                        for g in summary["hardest_groups"])
+    print(f"hardest groups: {hardest}")
+    print(f"per fold and per group: {os.path.join(args.run_dir, 'cv', 'summary.json')}")
     return 0
 
 
@@ -164,6 +189,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--target-columns", nargs="+", help="regression: manifest columns holding the targets")
     train.add_argument("--epochs", type=_positive_int)
     train.add_argument("--config", help="JSON file of settings (see README, 'Settings')")
+    train.add_argument("--group-pattern", metavar="REGEX",
+                       help="group (speaker) of each file from its name: a regex with (?P<group>...) or a preset: "
+                            "digits ({digit}_{speaker}_{n}.wav), speech_commands ({speaker}_nohash_{n}.wav)")
+    train.add_argument("--test-dir", help="a separate test folder (one sub-folder per class); nothing more is "
+                                          "held out of the training data but val")
+    train.add_argument("--test-manifest", help="a separate test manifest CSV (as --test-dir)")
+    train.add_argument("--folds", type=_positive_int, metavar="K",
+                       help="group cross-validation: train K folds of held-out groups; RUN/cv/summary.json")
     train.add_argument("--strict", action="store_true", help="a broken input file is an error naming it")
     train.add_argument("--strategy", choices=["auto", "default", "mirrored", "multi-worker"], default="auto",
                        help="tf.distribute strategy; auto: mirrored with >1 GPU, multi-worker when TF_CONFIG "
@@ -223,6 +256,10 @@ def _check_paths(args) -> str | None:
     manifest = getattr(args, "manifest", None)
     if manifest is not None and not os.path.isfile(manifest):
         return f"manifest {manifest} does not exist or is not a file"
+    for flag in ("test_dir", "test_manifest"):
+        path = getattr(args, flag, None)
+        if path is not None and not (os.path.isdir(path) if flag == "test_dir" else os.path.isfile(path)):
+            return f"--{flag.replace('_', '-')} {path} does not exist or is not a {'folder' if flag == 'test_dir' else 'file'}"
     if args.command in ("train", "evaluate") and data_dir is None and manifest is None:
         return "give DATA_DIR or --manifest CSV"
     return None

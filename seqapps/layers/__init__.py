@@ -11,9 +11,12 @@ from seqapps.layers.audio_frontends import (
     UtteranceNormalization,
     WaveAugment,
 )
+from seqapps.layers.augmentation import BackgroundNoise, RandomGain, SpeedPerturbation, TimeShift
+from seqapps.layers.deltas import Deltas
 from seqapps.layers.initializers import SpectralRadius
 from seqapps.layers.normalization import FeatureNormalization
 from seqapps.layers.recurrent import Recurrent
+from seqapps.layers.speech_frontend import CentreSpeech, SpeechFrontend
 from seqapps.layers.video_frontends import (
     ColorHistogram,
     FrameDifference,
@@ -35,6 +38,13 @@ __all__ = [
     "UtteranceNormalization",
     "SpecAugment",
     "WaveAugment",
+    "RandomGain",
+    "TimeShift",
+    "SpeedPerturbation",
+    "BackgroundNoise",
+    "Deltas",
+    "CentreSpeech",
+    "SpeechFrontend",
     "FramePixels",
     "ColorHistogram",
     "FrameDifference",

@@ -128,6 +128,15 @@ class _MelBase(keras.layers.Layer):
             norm=self.norm,
             dtype=np.float32,
         )
+        empty = int(np.sum(~np.any(mel > 0, axis=1)))
+        if empty:
+            # A filter narrower than one FFT bin (too many mels for the band) sees nothing.
+            raise invalid_argument(
+                "n_mels", n_mels,
+                f"small enough that no mel filter is empty ({empty} of {n_mels} are, for "
+                f"sample_rate={sample_rate}, n_fft={n_fft}, fmin={fmin}, fmax={fmax}); use fewer "
+                "mels, a larger n_fft or a wider band",
+            )
         self._mel_constant = tf.constant(mel.T, tf.float32)  # [n_fft // 2 + 1, n_mels]
 
     # librosa's defaults when hop/win are None

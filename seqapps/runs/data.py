@@ -32,7 +32,38 @@ def load_source(kind: str, *, data_dir=None, manifest=None, task="classify", tar
     if task != "classify":
         raise ConfigError("regression needs a --manifest CSV with numeric targets (a folder gives classes)")
     extensions = AUDIO_EXTENSIONS if kind == "audio" else VIDEO_EXTENSIONS
-    return sources.from_directory(data_dir, extensions=extensions, report=report, kind=kind)
+    source = sources.from_directory(data_dir, extensions=extensions, report=report, kind=kind)
+    if "_background_noise_" in source.class_names:
+        # Speech Commands' noise recordings (augmentation.noise_dir "auto"), not a class.
+        kept = [e for e in source.examples if e.label != "_background_noise_"]
+        if not kept:
+            raise ConfigError(f"data folder {data_dir} holds only _background_noise_ (no class sub-folders)")
+        source = sources.DataSource(examples=kept, class_names=[c for c in source.class_names
+                                                                 if c != "_background_noise_"],
+                                    target_names=None, task="classify")
+    return source
+
+
+def load_training_source(kind: str, *, data_dir=None, manifest=None, task="classify", target_columns=None,
+                         report: BadInputReport, group_pattern: str | None = None, test_dir=None,
+                         test_manifest=None) -> sources.DataSource:
+    """The training source of `seqapps train`: groups from file names (`group_pattern`)
+    and a separate test set (`test_dir` or `test_manifest`, split "test") joined in."""
+    from pipelines import groups
+
+    source = load_source(kind, data_dir=data_dir, manifest=manifest, task=task, target_columns=target_columns,
+                         report=report)
+    if group_pattern is not None:
+        source = groups.groups_from_names(source, group_pattern)
+    if test_dir is None and test_manifest is None:
+        return source
+    if test_dir is not None and test_manifest is not None:
+        raise ConfigError("give --test-dir or --test-manifest, not both")
+    test = load_source(kind, data_dir=test_dir, manifest=test_manifest, task=task, target_columns=target_columns,
+                       report=report)
+    if group_pattern is not None:
+        test = groups.groups_from_names(test, group_pattern)
+    return groups.with_test_set(source, test)
 
 
 def with_model_classes(source: sources.DataSource, class_names: list[str]) -> sources.DataSource:
@@ -45,19 +76,16 @@ def with_model_classes(source: sources.DataSource, class_names: list[str]) -> so
 
 
 # --------------------------------------------------------------------------- frontends
-def make_frontend(kind: str, data: dict):
-    """The in-graph frontend for raw input of `kind`, and the raw input shape."""
-    if kind == "audio":
-        from seqapps.layers.audio_frontends import LogMelSpectrogram
+def make_frontend(kind: str, data: dict, *, augmentation: dict | None = None, noise=None):
+    """The in-graph frontend for raw input of `kind`, and the raw input shape.
 
-        frontend = LogMelSpectrogram(
-            sample_rate=data["sample_rate"],
-            n_fft=data["n_fft"],
-            hop_length=data["hop_length"],
-            n_mels=data["n_mels"],
-        )
-        window = int(round(data["window_seconds"] * data["sample_rate"]))
-        return frontend, (window,)
+    Audio: see seqapps.runs.speech (`augmentation` settings and decoded `noise` add the
+    training-only waveform augmentations).
+    """
+    if kind == "audio":
+        from seqapps.runs.speech import make_speech_frontend
+
+        return make_speech_frontend(data, augmentation=augmentation, noise=noise)
     from seqapps.layers.video_frontends import (
         ColorHistogram,
         FrameDifference,

@@ -30,6 +30,26 @@ DEFAULTS = {
             "n_fft": 512,
             "hop_length": 160,
             "n_mels": 40,
+            # Speech frontend (seqapps.layers.speech_frontend); these values give the plain
+            # LogMelSpectrogram of before.
+            "features": "logmel",
+            "n_mfcc": 13,
+            "fmin": 0.0,
+            "fmax": None,
+            "normalization": "none",
+            "deltas": 0,
+            "delta_width": 9,
+            "placement": "none",
+        },
+        # Training-only waveform augmentation (seqapps.layers.augmentation): identity at
+        # inference and in exports; applied in the graph on the cached waveforms.
+        "augmentation": {
+            "noise_dir": None,
+            "noise_snr_db": [0.0, 20.0],
+            "noise_probability": 0.8,
+            "gain_db": 0.0,
+            "time_shift_seconds": 0.0,
+            "speed": None,
         },
     },
     "video": {
@@ -55,6 +75,8 @@ DEFAULTS = {
             "hidden_units": 0,
             "truncate_bptt": None,
             "spec_augment": None,
+            "bidirectional": False,
+            "merge_mode": "concat",
         },
         "training": {
             "epochs": 30,
@@ -66,6 +88,9 @@ DEFAULTS = {
             "val_fraction": 0.15,
             "test_fraction": 0.15,
             "class_weight": None,
+            "lr_schedule": None,
+            "warmup_epochs": 0,
+            "label_smoothing": 0.0,
         },
     },
 }

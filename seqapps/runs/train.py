@@ -33,7 +33,7 @@ from seqapps.evaluation import (
     regression_metrics,
 )
 from seqapps.tasks import SequenceClassifier, SequenceRegressor
-from seqapps.training import balanced_class_weight, fit
+from seqapps.training import SparseSmoothedCrossentropy, balanced_class_weight, fit, learning_rate_callback
 
 
 def _load_or_make_split(run_dir: Path, source, training: dict, write_dir: Path | None = None):
@@ -55,8 +55,11 @@ def _load_or_make_split(run_dir: Path, source, training: dict, write_dir: Path |
     return split
 
 
-def build_model(kind: str, task: str, settings: dict, source):
-    frontend, input_shape = run_data.make_frontend(kind, settings["data"])
+def build_model(kind: str, task: str, settings: dict, source, *, noise=None):
+    """The task model the settings describe; `noise`: decoded background noise
+    (seqapps.runs.speech.load_noise) when `augmentation.noise_dir` is set."""
+    frontend, input_shape = run_data.make_frontend(kind, settings["data"], augmentation=settings.get("augmentation"),
+                                                   noise=noise)
     model_settings = dict(settings["model"])
     spec_augment = model_settings.pop("spec_augment")
     if spec_augment is not None:
@@ -85,50 +88,72 @@ def evaluate_split(model, kind, source, indices, *, settings, run_dir, report) -
 
 def train_run(kind: str, *, run_dir, data_dir=None, manifest=None, task="classify", epochs=None,
               config_file=None, strict=False, target_columns=None, verbose="auto",
-              strategy: str | tf.distribute.Strategy = "default", per_replica_batch: bool = False) -> dict:
+              strategy: str | tf.distribute.Strategy = "default", per_replica_batch: bool = False,
+              group_pattern: str | None = None, test_dir=None, test_manifest=None) -> dict:
     """Train, evaluate and write a run folder; returns the metrics dict.
 
     `strategy`: a tf.distribute.Strategy or a name for ``distribute.make_strategy``
     ("auto", "default", "mirrored", "multi-worker"). The settings' batch size is the
     global batch, split across replicas; with `per_replica_batch` it is the batch of each
     replica and the learning rate is scaled linearly (distribute.global_batch_and_learning_rate).
+    `group_pattern`: groups (speakers) from file names (pipelines.groups.groups_from_names).
+    `test_dir` / `test_manifest`: a separate test set; then only val is held out of the
+    training data (by group), never a test part.
     """
-    run_dir = Path(run_dir)
     if isinstance(strategy, str):
         strategy = distribute.make_strategy(strategy)  # first: multi-worker must configure TF before use
     overrides = {"training": {"epochs": epochs}} if epochs is not None else None
     settings = resolve_settings(kind, config_file=config_file, overrides=overrides)
+    report = BadInputReport(strict=strict)
+    source = run_data.load_training_source(kind, data_dir=data_dir, manifest=manifest, task=task,
+                                           target_columns=target_columns, report=report, group_pattern=group_pattern,
+                                           test_dir=test_dir, test_manifest=test_manifest)
+    return train_on_source(kind, source, run_dir=run_dir, settings=settings, strategy=strategy, report=report,
+                           verbose=verbose, per_replica_batch=per_replica_batch,
+                           noise=run_noise(kind, settings, data_dir))
+
+
+def train_on_source(kind: str, source, *, run_dir, settings: dict, strategy: tf.distribute.Strategy,
+                    report: BadInputReport, verbose="auto", per_replica_batch: bool = False, noise=None) -> dict:
+    """`train_run` on a loaded source (its split column, if any, is honoured)."""
+    run_dir = Path(run_dir)
     training = settings["training"]
     keras.utils.set_random_seed(training["seed"])
     batch_size, learning_rate = distribute.global_batch_and_learning_rate(
         training["batch_size"], training["learning_rate"], replicas=strategy.num_replicas_in_sync,
         per_replica=per_replica_batch,
     )
-
-    report = BadInputReport(strict=strict)
-    source = run_data.load_source(kind, data_dir=data_dir, manifest=manifest, task=task,
-                                  target_columns=target_columns, report=report)
     if distribute.is_chief(strategy):
         run_dir.mkdir(parents=True, exist_ok=True)
     with distribute.worker_run_dir(run_dir, strategy) as out_dir:
         split = _load_or_make_split(run_dir, source, training, out_dir)
         if not split["train"] or not split["val"]:
-            groups = len({e.group or e.path for e in source.examples})
+            groups = len({e.group or e.path for e in source.examples if e.split != "test"})
+            hint = "" if any(e.group for e in source.examples) else "; derive groups from file names with --group-pattern"
             raise ConfigError(
                 f"too few examples or groups to split into train and validation: "
-                f"{len(source.examples)} usable examples in {groups} groups (a group never spans two splits)"
+                f"{len(source.examples)} usable examples in {groups} groups (a group never spans two splits){hint}"
             )
         return _train_and_evaluate(kind, source, split, settings=settings, strategy=strategy, run_dir=run_dir,
                                    out_dir=out_dir, batch_size=batch_size, learning_rate=learning_rate,
-                                   report=report, verbose=verbose)
+                                   report=report, verbose=verbose, noise=noise)
+
+
+def run_noise(kind: str, settings: dict, data_dir=None):
+    """Background noise decoded once for `augmentation.noise_dir` (None when not set)."""
+    from seqapps.runs import speech
+
+    folder = speech.noise_folder(settings.get("augmentation"), data_dir) if kind == "audio" else None
+    return None if folder is None else speech.load_noise(folder, sample_rate=settings["data"]["sample_rate"])
 
 
 def _train_and_evaluate(kind, source, split, *, settings, strategy, run_dir, out_dir, batch_size, learning_rate,
-                        report, verbose) -> dict:
+                        report, verbose, noise=None) -> dict:
     training = settings["training"]
     with strategy.scope():
-        model = build_model(kind, source.task, settings, source)
-        model.compile(optimizer=keras.optimizers.Adam(learning_rate, clipnorm=training["clipnorm"]))
+        model = build_model(kind, source.task, settings, source, noise=noise)
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate, clipnorm=training["clipnorm"]),
+                      loss=_loss(source.task, training))
     cache = out_dir / "cache"
     make = dict(data=settings["data"], frontend=model.frontend, batch_size=batch_size,
                 cache_dir=cache, report=report)
@@ -151,8 +176,12 @@ def _train_and_evaluate(kind, source, split, *, settings, strategy, run_dir, out
     else:
         write_json(out_dir / "targets.json", source.target_names)
 
+    schedule = learning_rate_callback(training["lr_schedule"], learning_rate=learning_rate,
+                                      epochs=training["epochs"], warmup_epochs=training["warmup_epochs"],
+                                      patience=training["patience"])
     history = fit(model, train_ds, val_ds, run_dir=run_dir, epochs=training["epochs"],
-                  patience=training["patience"], class_weight=class_weight, verbose=verbose)
+                  patience=training["patience"], class_weight=class_weight, verbose=verbose,
+                  extra_callbacks=[schedule] if schedule is not None else None)
     with atomic_path(out_dir / "model.keras") as tmp:
         model.save(tmp)
     full_history = _history_from_csv(out_dir / "history.csv") or history.history
@@ -174,6 +203,16 @@ def _train_and_evaluate(kind, source, split, *, settings, strategy, run_dir, out
     if report.count:
         print(report.summary())
     return metrics
+
+
+def _loss(task: str, training: dict):
+    """The compile loss: the model's default, or label-smoothed cross-entropy."""
+    smoothing = training.get("label_smoothing") or 0.0
+    if not smoothing:
+        return None
+    if task != "classify":
+        raise ConfigError(f"`training.label_smoothing` is for classification. Received: label_smoothing={smoothing!r}")
+    return SparseSmoothedCrossentropy(label_smoothing=smoothing)
 
 
 def _history_from_csv(path: Path) -> dict | None:
