@@ -61,6 +61,8 @@ MODELS = {
 }
 # Training-time noise: the half of ../shared/data/audio that the proxy's channels do not use.
 NOISE_FOLDER = str(DEFAULT_OUT.parent / "proxy_noise")
+# Training-time noise: the half of ../shared/data/audio that the proxy's channels do not use.
+NOISE_FOLDER = str(DEFAULT_OUT.parent / "proxy_noise")
 # One change each to the defaults (Recurrent). Settings that do not exist in this checkout
 # are reported as unavailable.
 REMEDIES = {
@@ -68,15 +70,15 @@ REMEDIES = {
     "CMVN (per utterance)": {"data": {"normalization": "utterance"}},
     "SpecAugment": {"model": {"spec_augment": {}}},
     "relu + identity W_s": {"model": {"activation": "relu", "recurrent_initializer": "identity"}},
-    "bidirectional": {"model": {"bidirectional": "concat"}},
-    "LR schedule (cosine)": {"training": {"lr_schedule": "cosine"}},
+    "bidirectional": {"model": {"bidirectional": True}},
+    "cosine LR (2 warm-up epochs)": {"training": {"lr_schedule": "cosine", "warmup_epochs": 2}},
     "label smoothing 0.1": {"training": {"label_smoothing": 0.1}},
     "trim silence": {"data": {"placement": "trim"}},
-    "centre the speech": {"data": {"placement": "center"}},
+    "centre the speech": {"data": {"placement": "centre"}},
     "noise mixing": {"augmentation": {"noise_dir": NOISE_FOLDER}},
     "gain + time shift": {"augmentation": {"gain_db": 6.0, "time_shift_seconds": 0.1}},
     "speed perturbation": {"augmentation": {"speed": [0.9, 1.1]}},
-    "MFCC + deltas": {"data": {"features": "mfcc", "deltas": 1}},
+    "MFCC + deltas": {"data": {"features": "mfcc", "deltas": 2}},
 }
 
 
@@ -136,15 +138,20 @@ def uses_waveform_augmentation(overrides: dict) -> bool:
 # --------------------------------------------------------------------------- training
 
 
-def compile_model(model: keras.Model, training: dict, *, steps_per_epoch: int) -> None:
-    """The optimiser and loss of `seqapps train`, via the application layer when it has one."""
+def compile_model(model: keras.Model, training: dict) -> list:
+    """Compile as `seqapps train` does (Adam, clipnorm, label smoothing); its LR callbacks."""
     from seqapps.runs import train as run_train
 
-    compile_run = getattr(run_train, "compile_model", None)
-    if compile_run is not None:
-        compile_run(model, training, steps_per_epoch=steps_per_epoch)
-        return
-    model.compile(optimizer=keras.optimizers.Adam(training["learning_rate"], clipnorm=training["clipnorm"]))
+    loss = run_train._loss("classify", training) if hasattr(run_train, "_loss") else None
+    model.compile(optimizer=keras.optimizers.Adam(training["learning_rate"], clipnorm=training["clipnorm"]),
+                  loss=loss)
+    if not training.get("lr_schedule"):
+        return []
+    from seqapps.training import learning_rate_callback
+
+    return [learning_rate_callback(training["lr_schedule"], learning_rate=training["learning_rate"],
+                                   epochs=training["epochs"], warmup_epochs=training["warmup_epochs"],
+                                   patience=training["patience"])]
 
 
 def _batches(inputs: dict, labels, rows, *, batch_size: int, seed: int | None):
@@ -168,8 +175,7 @@ def train_and_test(make_model, windows: dict, train_clips, test_clips, *, settin
     model = make_model()
     train_rows = np.flatnonzero(np.isin(windows["clip"], train_clips))
     test_rows = np.flatnonzero(np.isin(windows["clip"], test_clips))
-    steps = -(-len(train_rows) // training["batch_size"])
-    compile_model(model, training, steps_per_epoch=steps)
+    callbacks = compile_model(model, training)
     # Normalisation statistics from the clean training windows only, as `seqapps train`.
     model.normalization.adapt([(windows["features"][train_rows], windows["mask"][train_rows])])
     if raw is None:
@@ -178,7 +184,7 @@ def train_and_test(make_model, windows: dict, train_clips, test_clips, *, settin
         inputs = {"inputs": raw["inputs"], "mask": raw["mask"]}
     start = time.perf_counter()
     model.fit(_batches(inputs, windows["labels"], train_rows, batch_size=training["batch_size"], seed=seed),
-              epochs=training["epochs"], shuffle=False, verbose=0)
+              epochs=training["epochs"], shuffle=False, callbacks=callbacks, verbose=0)
     seconds = time.perf_counter() - start
     probabilities = model.predict(_batches(inputs, windows["labels"], test_rows, batch_size=256, seed=None),
                                   verbose=0)
@@ -256,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--extra", metavar="JSON", action="append", default=[],
                         help='an extra remedy row: NAME=JSON overrides, e.g. \'all={"model": {...}}\'')
     parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--max-folds", type=int, default=None, help="run only the first N folds")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--renditions", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
@@ -276,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     noise_folder()
     source = sources.from_manifest(manifest)
     base = resolve_settings("audio", overrides={"training": {"epochs": args.epochs}})
-    folds = accuracy_audio.clip_folds(source, n_splits=args.folds, seed=args.seed)
+    folds = accuracy_audio.clip_folds(source, n_splits=args.folds, seed=args.seed)[:args.max_folds]
     result = {
         "title": f"proxy speakers, table {args.table}",
         "machine": {"python": sys.version.split()[0], "platform": platform.platform(), "tensorflow": tf.__version__,
