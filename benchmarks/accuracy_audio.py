@@ -107,8 +107,9 @@ def make_classifier(settings: dict, class_names: list[str], *, layer_class=None)
 # name -> (keras layer replacing Recurrent, or None; changes to the default settings)
 CONTENDERS: dict[str, tuple] = {
     "Recurrent (default)": (None, {}),
-    "SimpleRNN": (keras.layers.SimpleRNN, {}),
-    "GRU": (keras.layers.GRU, {}),
+    # The keras layers as keras makes them (tanh, orthogonal), whatever the default's activation.
+    "SimpleRNN": (keras.layers.SimpleRNN, {"model": {"activation": "tanh", "recurrent_initializer": "orthogonal"}}),
+    "GRU": (keras.layers.GRU, {"model": {"activation": "tanh", "recurrent_initializer": "orthogonal"}}),
 }
 # Variants of the default model for --gap (changes to the defaults). Recurrent with
 # 256 units has about the weights of GRU with 128; GRU with 68 those of Recurrent with 128.
@@ -118,7 +119,8 @@ GAP_VARIANTS: dict[str, tuple] = {
     "Recurrent pooling=max": (None, {"model": {"pooling": "max"}}),
     "Recurrent lr=0.001": (None, {"training": {"learning_rate": 0.001}}),
     "Recurrent 2x epochs": (None, {"training": {"epochs_factor": 2}}),
-    "GRU units=68 (same weights)": (keras.layers.GRU, {"model": {"units": 68}}),
+    "GRU units=68 (same weights)": (keras.layers.GRU, {"model": {"units": 68, "activation": "tanh",
+                                                                 "recurrent_initializer": "orthogonal"}}),
     "Recurrent dropout=0.3": (None, {"model": {"dropout": 0.3}}),
     "Recurrent hidden_units=64": (None, {"model": {"hidden_units": 64}}),
     "Recurrent units=256 hidden_units=64": (None, {"model": {"units": 256, "hidden_units": 64}}),

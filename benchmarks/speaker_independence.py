@@ -211,7 +211,8 @@ def summary(values):
 def table(result: dict) -> str:
     lines = [
         f"{result['title']}: {result['clips']} clips, {result['voices']} voices, {result['n_folds']} "
-        f"leave-voices-out folds, {result['epochs']} epochs",
+        f"leave-voices-out folds, {result['epochs']} epochs"
+        + (f"; every row with {json.dumps(result['config'])}" if result.get("config") else ""),
         "",
         "| model | weights | accuracy | macro F1 | F1 vs default (folds better / worse) | train s / fold |",
         "|---|---:|---:|---:|---:|---:|",
@@ -261,6 +262,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--names", help="comma-separated rows to run (the default is always run)")
     parser.add_argument("--extra", metavar="JSON", action="append", default=[],
                         help='an extra remedy row: NAME=JSON overrides, e.g. \'all={"model": {...}}\'')
+    parser.add_argument("--config", metavar="JSON", default=None,
+                        help="changes to the defaults for every row (a candidate default); keras layers "
+                             "keep their own activation and recurrent initializer (tanh, orthogonal)")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--max-folds", type=int, default=None, help="run only the first N folds")
     parser.add_argument("--epochs", type=int, default=20)
@@ -268,28 +272,45 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-dir", default=str(DEFAULT_OUT))
     parser.add_argument("--out", default=None, help="default bench_out/speaker_independence_TABLE.json")
-    parser.add_argument("--show", metavar="JSON", help="print the table of a written file and exit")
+    parser.add_argument("--extra-only", action="store_true", help="run the default and the --extra rows only")
+    parser.add_argument("--skip-default", action="store_true",
+                        help="leave the default row out (it is in another file of the same folds; see --show)")
+    parser.add_argument("--show", metavar="JSON", nargs="+",
+                        help="print the table of written files and exit (rows of later files are added to the first)")
     args = parser.parse_args(argv)
     if args.show:
-        print(table(json.loads(Path(args.show).read_text())))
+        result = json.loads(Path(args.show[0]).read_text())
+        for extra in args.show[1:]:
+            more = json.loads(Path(extra).read_text())
+            if more["fold_test_voices"] != result["fold_test_voices"] or more["epochs"] != result["epochs"]:
+                raise SystemExit(f"{extra} has other folds or epochs than {args.show[0]}")
+            result["rows"].update({k: v for k, v in more["rows"].items() if k not in result["rows"]})
+        print(table(result))
         return 0
     out = Path(args.out or OUT / f"speaker_independence_{args.table}.json")
     contenders = contenders_for(args.table, [n.strip() for n in args.names.split(",")] if args.names else None)
+    extras = []
     for extra in args.extra:
         name, _, overrides = extra.partition("=")
         contenders[name] = (None, json.loads(overrides))
+        extras.append(name)
+    if args.extra_only:
+        contenders = {name: row for name, row in contenders.items() if name == DEFAULT or name in extras}
+    if args.skip_default:
+        contenders.pop(DEFAULT)
 
     manifest = generate_proxy(args.data_dir, renditions=args.renditions, seed=0)
     noise_folder()
     source = sources.from_manifest(manifest)
     base = resolve_settings("audio", overrides={"training": {"epochs": args.epochs}})
+    base = merged(base, json.loads(args.config)) if args.config else base
     folds = accuracy_audio.clip_folds(source, n_splits=args.folds, seed=args.seed)[:args.max_folds]
     result = {
         "title": f"proxy speakers, table {args.table}",
         "machine": {"python": sys.version.split()[0], "platform": platform.platform(), "tensorflow": tf.__version__,
                     "keras": keras.__version__, "cpus": os.cpu_count()},
         "command": " ".join(["benchmarks/speaker_independence.py", *(argv if argv is not None else sys.argv[1:])]),
-        "settings": base, "clips": len(source.examples), "voices": len({e.group for e in source.examples}),
+        "config": json.loads(args.config) if args.config else {}, "settings": base, "clips": len(source.examples), "voices": len({e.group for e in source.examples}),
         "n_folds": len(folds), "epochs": args.epochs, "seed": args.seed,
         "fold_test_voices": [sorted({source.examples[i].group for i in test}) for _, test in folds],
         "rows": {},
@@ -302,7 +323,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: unavailable ({reason})", flush=True)
         else:
             result["rows"][name] = {"overrides": overrides, "folds": []}
-            runnable[name] = (layer_class, merged(base, overrides))
+            settings = merged(base, overrides)
+            if layer_class is not None:  # SimpleRNN and GRU as keras makes them
+                settings["model"].update(activation="tanh", recurrent_initializer="orthogonal")
+            runnable[name] = (layer_class, settings)
     features: dict[str, dict] = {}
     waveforms: dict[str, dict] = {}
     groups = np.array([e.group for e in source.examples])
