@@ -20,7 +20,7 @@ def test_video_keeps_the_common_model_defaults():
     assert settings["model"]["activation"] == "tanh"
     assert settings["model"]["recurrent_initializer"] == "orthogonal"
     assert settings["data"]["features"] == ["difference"]
-    assert settings["data"]["pixel_size"] == [16, 16]
+    assert settings["data"]["pixel_size"] == [8, 8]
 
 
 def test_a_config_file_overrides_the_kind_changes(tmp_path):

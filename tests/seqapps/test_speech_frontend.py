@@ -77,8 +77,19 @@ def test_fmax_above_nyquist_is_clamped_with_a_warning_and_too_many_mels_refused(
 
 
 def test_default_settings_keep_the_plain_log_mel_frontend():
-    layer, _ = make_speech_frontend(resolve_settings("audio")["data"])
+    # The audio default is per-utterance CMVN (chosen on held-out voices); without it the
+    # new settings at their defaults still give the plain LogMelSpectrogram.
+    layer, _ = make_speech_frontend(resolve_settings("audio", overrides={"data": {"normalization": "none"}})["data"])
     assert type(layer) is LogMelSpectrogram
+
+
+def test_audio_default_frontend_normalises_each_utterance():
+    layer, _ = make_speech_frontend(resolve_settings("audio")["data"])
+    assert layer.normalization == "utterance"
+    wave = np.random.default_rng(0).normal(0, 0.1, 16000).astype("float32")
+    out = np.asarray(layer(wave[None]))[0]  # [frames, mels]: zero mean, unit variance per mel band
+    np.testing.assert_allclose(out.mean(axis=0), 0.0, atol=1e-4)
+    np.testing.assert_allclose(out.std(axis=0), 1.0, atol=1e-2)
 
 
 def _word_clip(rate=16000, start=0.05, length=0.4):
