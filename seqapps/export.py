@@ -190,7 +190,9 @@ class ServingModule:
         # Only the variables are tracked; the functions are saved as signatures only
         # (attached to the module they would be saved twice).
         self.module = tf.Module()
-        self.module.model_variables = list(model.variables)
+        # Random-number state of training-only augmentation (keras SeedGenerator) is left
+        # out: inference never draws, so the served graph neither reads nor needs it.
+        self.module.model_variables = [v for v in model.variables if not v.path.endswith("seed_generator_state")]
         f = model.feature_size
         raw_spec = _raw_spec(model, self.kind)
         features = tf.TensorSpec([None, None, f], tf.float32, name="features")

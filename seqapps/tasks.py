@@ -127,11 +127,11 @@ class SequenceModel(keras.Model):
             raw, mask = inputs, None
         if self.frontend is None:
             return tf.convert_to_tensor(raw), mask
-        if getattr(self.frontend, "accepts_sample_mask", False):
-            # e.g. SpeechFrontend: its placement and CMVN need the sample mask, and it may
-            # make a frame mask where none was given ("trim").
-            features = self.frontend(raw, mask=mask, training=training)
-            return features, self.frontend.compute_mask(raw, mask)
+        if hasattr(self.frontend, "features_and_mask"):
+            # e.g. SpeechFrontend: its placement and CMVN need the sample mask, it may make
+            # a frame mask where none was given ("trim"), and in training the mask must
+            # follow the augmented waveform: both come from one pass.
+            return self.frontend.features_and_mask(raw, mask, training=training)
         features = self.frontend(raw, training=training)
         if mask is not None:
             mask = self.frontend.compute_mask(raw, mask)

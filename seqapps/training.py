@@ -221,7 +221,9 @@ def fit(
     else:
         kwargs = {"x": train_data}
     with distribute.worker_run_dir(run_dir, strategy) as write_dir:
-        callbacks = default_callbacks(write_dir, patience=patience, restore_dir=run_dir) + list(extra_callbacks or [])
+        # Extra callbacks first: what they add to the logs (e.g. a schedule's learning_rate)
+        # then reaches history.csv and the checkpoints.
+        callbacks = list(extra_callbacks or []) + default_callbacks(write_dir, patience=patience, restore_dir=run_dir)
         try:
             history = model.fit(
                 **kwargs,
@@ -238,7 +240,7 @@ def fit(
             if message is None:
                 raise
             raise distribute.WorkerLost(message) from error
-    guard = callbacks[0]
+    guard = next(c for c in callbacks if isinstance(c, StopOnNonFiniteLoss))
     if guard.where is not None:
         epoch, batch, loss = guard.where
         raise TrainingDiverged(

@@ -11,7 +11,13 @@ from seqapps.layers.audio_frontends import (
     UtteranceNormalization,
     WaveAugment,
 )
-from seqapps.layers.augmentation import BackgroundNoise, RandomGain, SpeedPerturbation, TimeShift
+from seqapps.layers.augmentation import (
+    BackgroundNoise,
+    RandomGain,
+    SpeedPerturbation,
+    TempoPerturbation,
+    TimeShift,
+)
 from seqapps.layers.deltas import Deltas
 from seqapps.layers.initializers import SpectralRadius
 from seqapps.layers.normalization import FeatureNormalization
@@ -42,6 +48,7 @@ __all__ = [
     "TimeShift",
     "SpeedPerturbation",
     "BackgroundNoise",
+    "TempoPerturbation",
     "Deltas",
     "CentreSpeech",
     "SpeechFrontend",

@@ -14,6 +14,7 @@ receive nothing are zeros.
   (``sox speed``: duration divided and pitch multiplied by the factor).
 - ``BackgroundNoise``: a random segment of recorded noise (Speech Commands'
   ``_background_noise_``) mixed in at an SNR uniform in ``[min_snr_db, max_snr_db]``.
+- ``TempoPerturbation`` (on feature frames, not waveforms): tempo without pitch change.
 
 >>> import numpy as np
 >>> x = np.ones((2, 100), "float32")
@@ -29,7 +30,7 @@ import tensorflow as tf
 
 from seqapps.errors import invalid_argument
 
-__all__ = ["RandomGain", "TimeShift", "SpeedPerturbation", "BackgroundNoise", "shift_samples"]
+__all__ = ["RandomGain", "TimeShift", "SpeedPerturbation", "BackgroundNoise", "TempoPerturbation", "shift_samples"]
 
 
 def _non_negative(name, value):
@@ -246,3 +247,63 @@ class BackgroundNoise(_WaveAugmentation):
     def get_config(self):
         return {**super().get_config(), "min_snr_db": self.min_snr_db, "max_snr_db": self.max_snr_db,
                 "probability": self.probability}
+
+
+@keras.saving.register_keras_serializable(package="seqapps")
+class TempoPerturbation(keras.layers.Layer):
+    """Tempo without pitch: feature frames resampled in time; identity at inference.
+
+    Input ``[batch, frames, features]`` (e.g. log-mels; optional bool frame mask). In
+    training ``out[t] = x[t * factor]`` along time (linear interpolation between frames),
+    ``factor`` uniform in ``[min_factor, max_factor]`` per example: 1.1 is 10 % faster at
+    the same pitch, because each frame's spectrum is kept. ``stretch`` also returns the
+    moved mask (frames past the valid end become invalid).
+
+    Example:
+    >>> x = np.arange(10, dtype="float32").reshape(1, 10, 1)
+    >>> y, _ = TempoPerturbation(min_factor=0.5, max_factor=0.5).stretch(x, None, training=True)
+    >>> np.asarray(y)[0, :4, 0].tolist()
+    [0.0, 0.5, 1.0, 1.5]
+    """
+
+    def __init__(self, *, min_factor: float = 0.9, max_factor: float = 1.1, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        if not 0 < min_factor <= max_factor:
+            raise invalid_argument("min_factor", min_factor, f"positive and at most max_factor={max_factor}")
+        self.min_factor = float(min_factor)
+        self.max_factor = float(max_factor)
+        self.seed = seed
+        self.supports_masking = True
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def stretch(self, inputs, mask=None, training=None):
+        """(stretched features, stretched mask) in training, else (inputs, mask)."""
+        if not training:
+            return inputs, mask
+        inputs = tf.convert_to_tensor(inputs, tf.float32)
+        batch, frames = tf.shape(inputs)[0], tf.shape(inputs)[1]
+        factor = keras.random.uniform((batch,), self.min_factor, self.max_factor, seed=self.seed_generator)
+        valid = tf.ones([batch, frames], tf.bool) if mask is None else tf.cast(mask, tf.bool)
+        length = tf.reduce_sum(tf.cast(valid, tf.int32), axis=1)
+        last = tf.maximum(length - 1, 0)[:, tf.newaxis]
+        position = tf.cast(tf.range(frames), tf.float32)[tf.newaxis, :] * factor[:, tf.newaxis]
+        left = tf.cast(tf.floor(position), tf.int32)
+        fraction = (position - tf.floor(position))[:, :, tf.newaxis]
+        a = tf.gather(inputs, tf.minimum(left, last), batch_dims=1)
+        b = tf.gather(inputs, tf.minimum(left + 1, last), batch_dims=1)
+        inside = position <= tf.cast(last, tf.float32)
+        out = tf.where(inside[:, :, tf.newaxis], a + fraction * (b - a), 0.0)
+        return out, (None if mask is None else inside)
+
+    def call(self, inputs, mask=None, training=None):
+        return self.stretch(inputs, mask, training=training)[0]
+
+    def compute_mask(self, inputs, mask=None):
+        return mask
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def get_config(self):
+        return {**super().get_config(), "min_factor": self.min_factor, "max_factor": self.max_factor,
+                "seed": self.seed}

@@ -51,6 +51,7 @@ DEFAULTS = {
             "gain_db": 0.0,
             "time_shift_seconds": 0.0,
             "speed": None,
+            "tempo": None,
         },
     },
     "video": {

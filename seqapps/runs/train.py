@@ -108,6 +108,10 @@ def train_run(kind: str, *, run_dir, data_dir=None, manifest=None, task="classif
     source = run_data.load_training_source(kind, data_dir=data_dir, manifest=manifest, task=task,
                                            target_columns=target_columns, report=report, group_pattern=group_pattern,
                                            test_dir=test_dir, test_manifest=test_manifest)
+    if kind == "audio":
+        from seqapps.runs.speech import fit_band_to_files
+
+        fit_band_to_files(settings, source)
     return train_on_source(kind, source, run_dir=run_dir, settings=settings, strategy=strategy, report=report,
                            verbose=verbose, per_replica_batch=per_replica_batch,
                            noise=run_noise(kind, settings, data_dir))

@@ -127,3 +127,26 @@ def test_loaded_background_noise_is_the_identity_until_given_noise():
         BackgroundNoise(noise=NOISE, probability=1.0)))
     x = np.ones((2, 50), "float32")
     np.testing.assert_array_equal(np.asarray(layer(x, training=True)), x)
+
+
+def test_tempo_keeps_each_frame_spectrum_and_divides_the_duration():
+    from seqapps.layers.augmentation import TempoPerturbation
+
+    frames, bands, factor = 60, 8, 1.5
+    x = np.zeros((2, frames, bands), "float32")
+    x[:, 12:42, 3] = np.linspace(1.0, 2.0, 30)  # one band (one pitch) for 30 frames
+    mask = np.ones((2, frames), bool)
+    mask[1, 50:] = False
+    layer = TempoPerturbation(min_factor=factor, max_factor=factor)
+    np.testing.assert_array_equal(np.asarray(layer(x)), x)  # inference: identity
+    out, out_mask = layer.stretch(x, mask, training=True)
+    out, out_mask = np.asarray(out), np.asarray(out_mask)
+    active = np.flatnonzero(out[0].max(axis=1) > 0)
+    assert set(np.flatnonzero(out[0].max(axis=0) > 0)) == {3}  # same band: same pitch
+    assert abs(active.size - 30 / factor) <= 1.5  # 1.5 times faster
+    for band in range(bands):  # linear interpolation of each band at t * factor
+        reference = np.interp(np.arange(frames) * factor, np.arange(frames), x[0, :, band])
+        reference[np.arange(frames) * factor > frames - 1] = 0.0
+        np.testing.assert_allclose(out[0, :, band], reference, atol=1e-6)
+    assert out_mask[0].sum() == int((frames - 1) / factor) + 1
+    assert out_mask[1].sum() == int(49 / factor) + 1  # the valid part of a padded clip

@@ -101,3 +101,45 @@ def test_group_pattern_and_separate_test_dir_keep_every_training_speaker(tmp_pat
     assert len(groups["val"]) == 1 and not groups["train"] & groups["val"]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["data"]["test"] == 4 and metrics["data"]["train"] + metrics["data"]["val"] == 16
+
+
+@pytest.mark.slow
+def test_train_with_every_new_setting_then_export_and_predict(speakers, tmp_path, capsys):
+    """Background noise from DATA_DIR/_background_noise_ (not a class), MFCC + deltas + CMVN,
+    centring, gain/shift/speed, bidirectional, cosine schedule, label smoothing."""
+    import shutil
+
+    import soundfile
+
+    folder, _ = speakers
+    data = tmp_path / "data"
+    shutil.copytree(folder, data, ignore=shutil.ignore_patterns("*.csv"))
+    (data / "_background_noise_").mkdir()
+    soundfile.write(data / "_background_noise_" / "hum.wav",
+                    0.1 * np.sin(np.arange(16000) * 0.05).astype("float32"), 16000)
+    config = tmp_path / "all.json"
+    config.write_text(json.dumps({
+        "data": {"features": "mfcc", "n_mels": 16, "n_mfcc": 8, "deltas": 2, "normalization": "utterance",
+                 "placement": "centre", "fmax": 9000.0},
+        "augmentation": {"noise_dir": "auto", "gain_db": 6.0, "time_shift_seconds": 0.05, "speed": [0.9, 1.1]},
+        "model": {"units": 4, "bidirectional": True, "spec_augment": {"freq_mask_width": 2}},
+        "training": {"batch_size": 16, "lr_schedule": "cosine", "warmup_epochs": 1, "label_smoothing": 0.1},
+    }))
+    run_dir = tmp_path / "run"
+    with pytest.warns(UserWarning, match="Nyquist"):
+        code = main(["train", "audio", str(data), "--run-dir", str(run_dir), "--epochs", "2", "--config", str(config)])
+    assert code == 0, capsys.readouterr().err
+    labels = json.loads((run_dir / "labels.json").read_text())
+    assert "_background_noise_" not in labels and len(labels) == 5
+    history = json.loads((run_dir / "history.json").read_text())
+    assert history["learning_rate"][0] == pytest.approx(0.002)  # warm-up epoch 1 of 1, then cosine
+    assert history["learning_rate"][1] == pytest.approx(0.002)
+    assert main(["export", str(run_dir), "--name", "all", "--base-dir", str(tmp_path / "saved")]) == 0
+    clip = next((data / labels[0]).glob("*.wav"))
+    capsys.readouterr()
+    assert main(["predict", str(run_dir), str(clip), "--json"]) == 0
+    from_run = json.loads(capsys.readouterr().out)
+    assert main(["predict", str(tmp_path / "saved" / "all"), str(clip), "--json"]) == 0
+    from_export = json.loads(capsys.readouterr().out)
+    assert from_run["label"] == from_export["label"]
+    assert from_run["probability"] == pytest.approx(from_export["probability"], abs=1e-4)

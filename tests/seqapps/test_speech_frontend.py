@@ -169,13 +169,15 @@ def test_export_of_a_model_with_every_augmentation_holds_none_of_them(tmp_path):
     noise = RNG.normal(size=12345).astype("float32")
     settings = resolve_settings("audio", overrides={
         "data": {"n_mels": 16, "normalization": "utterance", "deltas": 2, "placement": "trim"},
-        "augmentation": {"noise_dir": "unused-here", "gain_db": 6.0, "time_shift_seconds": 0.1, "speed": [0.9, 1.1]},
+        "augmentation": {"noise_dir": "unused-here", "gain_db": 6.0, "time_shift_seconds": 0.1, "speed": [0.9, 1.1],
+                         "tempo": [0.8, 1.2]},
         "model": {"units": 4, "spec_augment": {}},
     })
     source = DataSource([], ["a", "b"], None, "classify")
     model = build_model("audio", "classify", settings, source, noise=noise)
     names = {type(layer).__name__ for layer in model.frontend.augmentations}
     assert names == {"RandomGain", "TimeShift", "SpeedPerturbation", "BackgroundNoise"}
+    assert type(model.frontend.tempo).__name__ == "TempoPerturbation"
     model.compile()
     # training really is random: two training calls differ
     wave = RNG.normal(size=(2, 16000)).astype("float32")
@@ -194,7 +196,54 @@ def test_export_of_a_model_with_every_augmentation_holds_none_of_them(tmp_path):
 
     loaded = tf.saved_model.load(str(path))
     assert sum(f.stat().st_size for f in (path / "variables").iterdir()) < 12345 * 4
+    # the augmentations' random-number states exist in training but are not served
+    seeds = [v for v in model.variables if "seed_generator_state" in v.path]
+    assert len(seeds) >= 6  # 4 waveform augmentations, tempo and SpecAugment
+    reader = tf.train.load_checkpoint(str(path / "variables" / "variables"))
+    saved = [k for k in reader.get_variable_to_shape_map() if k.startswith("model_variables/")
+             and k.endswith("VARIABLE_VALUE")]
+    assert len(saved) == len(model.variables) - len(seeds)
     out = loaded.signatures["serving_default"](**{list(loaded.signatures["serving_default"]
                                                        .structured_input_signature[1])[0]: wave})
     reference = np.asarray(model({"inputs": wave, "mask": np.ones_like(wave, bool)}, training=False))
     np.testing.assert_allclose(out["probabilities"].numpy(), reference, atol=1e-4)
+
+
+def test_in_training_the_trim_mask_follows_the_shifted_word():
+    from seqapps.layers.augmentation import TimeShift
+
+    wave, begin, end = _word_clip(start=0.4, length=0.2)
+    waves = np.repeat(wave[None], 8, axis=0)
+    frontend = SpeechFrontend(spectral=LogMelSpectrogram(sample_rate=16000, n_mels=16),
+                              augmentations=[TimeShift(max_shift=6000, seed=3)], placement="trim")
+    features, mask = frontend.features_and_mask(waves, np.ones_like(waves, bool), training=True)
+    features, mask = np.asarray(features), np.asarray(mask)
+    level = features.max(axis=2)  # dB of the loudest band per frame
+    shifted = 0
+    for row in range(8):
+        assert level[row][mask[row]].mean() > level[row][~mask[row]].mean() + 20  # the mask is on the word
+        shifted += abs(np.flatnonzero(mask[row])[0] * 160 - begin) > 1000
+    assert shifted >= 4  # and the word really moved
+
+
+def test_files_recorded_at_8_khz_get_fmax_at_their_nyquist(tmp_path):
+    import soundfile
+
+    from pipelines.sources import from_directory
+    from seqapps.runs.speech import fit_band_to_files
+
+    (tmp_path / "a").mkdir()
+    soundfile.write(tmp_path / "a" / "x.wav", np.zeros(800, "float32"), 8000)
+    source = from_directory(tmp_path, extensions=(".wav",))
+    settings = resolve_settings("audio")  # sample_rate 16000
+    with pytest.warns(UserWarning, match="recorded at 8000 Hz"):
+        assert fit_band_to_files(settings, source) == 4000.0
+    layer, _ = make_speech_frontend(settings["data"])
+    frequencies = librosa.fft_frequencies(sr=16000, n_fft=512)
+    filters = np.asarray(layer._mel_constant).T
+    assert frequencies[np.flatnonzero(filters.max(axis=0))].max() <= 4000  # nothing above 4 kHz
+    assert np.all(filters.max(axis=1) > 0)
+    explicit = resolve_settings("audio", overrides={"data": {"fmax": 6000.0}})
+    assert fit_band_to_files(explicit, source) is None and explicit["data"]["fmax"] == 6000.0
+    native = resolve_settings("audio", overrides={"data": {"sample_rate": 8000}})
+    assert fit_band_to_files(native, source) is None
