@@ -3,10 +3,11 @@
 Held-out accuracy and macro F1 of three models that differ only in the recurrent layer:
 
   Recurrent  the default of `seqapps train audio`: seqapps.runs.train.build_model with the
-             default settings (LogMelSpectrogram 40 mels -> FeatureNormalization ->
-             Dropout 0.1 -> Recurrent(128, tanh) -> mean-pooled softmax head)
-  SimpleRNN  the same model, keras.layers.SimpleRNN(128) in place of Recurrent
-  GRU        the same model, keras.layers.GRU(128) in place of Recurrent (3x the weights)
+             default settings (log-mel 40 mels with the default per-utterance CMVN ->
+             FeatureNormalization -> Dropout 0.1 -> Recurrent(128) with the default
+             activation -> mean-pooled softmax head)
+  SimpleRNN  the same model, keras.layers.SimpleRNN(128) in place of Recurrent (tanh, orthogonal)
+  GRU        the same model, keras.layers.GRU(128) in place of Recurrent (3x the weights; tanh, orthogonal)
 
 The swap is done by building the very same SequenceClassifier with `seqapps.tasks.Recurrent`
 patched to the keras layer, so normalisation, dropout, masking, pooling, head, optimiser
