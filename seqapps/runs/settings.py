@@ -35,13 +35,14 @@ DEFAULTS = {
             "n_fft": 512,
             "hop_length": 160,
             "n_mels": 40,
-            # Speech frontend (seqapps.layers.speech_frontend); these values give the plain
-            # LogMelSpectrogram of before.
+            # Speech frontend (seqapps.layers.speech_frontend). Per-utterance CMVN by
+            # measurement on held-out voices (README, "Will it work on new speakers?"):
+            # it removes most of a microphone's and a voice's average spectrum.
             "features": "logmel",
             "n_mfcc": 13,
             "fmin": 0.0,
             "fmax": None,
-            "normalization": "none",
+            "normalization": "utterance",
             "deltas": 0,
             "delta_width": 9,
             "placement": "none",
@@ -64,7 +65,10 @@ DEFAULTS = {
             "size": [64, 64],
             "window_frames": 24,
             "hop_frames": 12,
-            "features": ["pixels", "difference"],
+            # Frame differences alone, by measurement on a suite whose looks are random and
+            # independent of the class (benchmarks/video_suite.py): with pixels the model
+            # memorises appearance (README, "Will it work on new speakers?").
+            "features": ["difference"],
             "pixel_size": [8, 8],
             "grayscale": True,
             "pixel_normalization": "standardize",
@@ -102,6 +106,16 @@ DEFAULTS = {
 }
 
 
+# Changes to the common sections for one kind, chosen by measurement on held-out voices
+# (README, "Will it work on new speakers?"; benchmarks/speaker_independence.py): relu with
+# an identity W_s keeps what the recurrence saw early in a word, where tanh with an
+# orthogonal W_s lost it on voices it had not heard.
+KIND_CHANGES = {
+    "audio": {"model": {"activation": "relu", "recurrent_initializer": "identity"}},
+    "video": {},
+}
+
+
 def _merge(base: dict, update: dict, where: str) -> dict:
     for key, value in update.items():
         if key not in base:
@@ -118,6 +132,7 @@ def resolve_settings(kind: str, *, config_file: str | os.PathLike | None = None,
     if kind not in ("audio", "video"):
         raise ConfigError(f"`kind` must be 'audio' or 'video'. Received: kind={kind!r}")
     settings = copy.deepcopy({**DEFAULTS["common"], **DEFAULTS[kind]})
+    _merge(settings, copy.deepcopy(KIND_CHANGES[kind]), "")
     if config_file is not None:
         try:
             with open(config_file, encoding="utf-8") as f:

@@ -19,6 +19,11 @@ from seqapps.runs.speech import make_speech_frontend
 RNG = np.random.default_rng(5)
 
 
+def _spectral(layer):
+    """The mel layer itself, also inside a SpeechFrontend (the audio default adds CMVN)."""
+    return getattr(layer, "spectral", layer)
+
+
 @pytest.mark.parametrize("order,width", [(1, 9), (2, 9), (1, 3), (2, 5)])
 def test_deltas_match_librosa(order, width):
     x = RNG.normal(size=(3, 30, 6)).astype("float32")
@@ -57,7 +62,7 @@ def test_no_mel_filter_is_empty_at_8_khz(n_fft, n_mels):
     settings = resolve_settings("audio", overrides={"data": {"sample_rate": 8000, "n_fft": n_fft, "n_mels": n_mels,
                                                              "hop_length": 80}})
     layer, _ = make_speech_frontend(settings["data"])
-    filters = np.asarray(layer._mel_constant).T  # [n_mels, bins]
+    filters = np.asarray(_spectral(layer)._mel_constant).T  # [n_mels, bins]
     assert filters.shape[0] == n_mels
     assert np.all(filters.max(axis=1) > 0)
     # the highest filter ends at the Nyquist frequency, not above it
@@ -69,7 +74,7 @@ def test_fmax_above_nyquist_is_clamped_with_a_warning_and_too_many_mels_refused(
     data = resolve_settings("audio", overrides={"data": {"sample_rate": 8000, "fmax": 8000.0}})["data"]
     with pytest.warns(UserWarning, match="Nyquist"):
         layer, _ = make_speech_frontend(data)
-    assert layer.fmax == 4000.0
+    assert _spectral(layer).fmax == 4000.0
     with pytest.raises(ConfigError, match="`n_mels`.*empty"):
         LogMelSpectrogram(sample_rate=8000, n_fft=128, n_mels=128)
     with pytest.raises(ConfigError, match="`data.features`"):
@@ -77,8 +82,19 @@ def test_fmax_above_nyquist_is_clamped_with_a_warning_and_too_many_mels_refused(
 
 
 def test_default_settings_keep_the_plain_log_mel_frontend():
-    layer, _ = make_speech_frontend(resolve_settings("audio")["data"])
+    # The audio default is per-utterance CMVN (chosen on held-out voices); without it the
+    # new settings at their defaults still give the plain LogMelSpectrogram.
+    layer, _ = make_speech_frontend(resolve_settings("audio", overrides={"data": {"normalization": "none"}})["data"])
     assert type(layer) is LogMelSpectrogram
+
+
+def test_audio_default_frontend_normalises_each_utterance():
+    layer, _ = make_speech_frontend(resolve_settings("audio")["data"])
+    assert layer.normalization == "utterance"
+    wave = np.random.default_rng(0).normal(0, 0.1, 16000).astype("float32")
+    out = np.asarray(layer(wave[None]))[0]  # [frames, mels]: zero mean, unit variance per mel band
+    np.testing.assert_allclose(out.mean(axis=0), 0.0, atol=1e-4)
+    np.testing.assert_allclose(out.std(axis=0), 1.0, atol=1e-2)
 
 
 def _word_clip(rate=16000, start=0.05, length=0.4):
@@ -229,7 +245,7 @@ def test_files_recorded_at_8_khz_get_fmax_at_their_nyquist(tmp_path):
         assert fit_band_to_files(settings, source) == 4000.0
     layer, _ = make_speech_frontend(settings["data"])
     frequencies = librosa.fft_frequencies(sr=16000, n_fft=512)
-    filters = np.asarray(layer._mel_constant).T
+    filters = np.asarray(_spectral(layer)._mel_constant).T
     assert frequencies[np.flatnonzero(filters.max(axis=0))].max() <= 4000  # nothing above 4 kHz
     assert np.all(filters.max(axis=1) > 0)
     explicit = resolve_settings("audio", overrides={"data": {"fmax": 6000.0}})

@@ -1,0 +1,41 @@
+"""The defaults chosen on held-out voices (benchmarks/speaker_independence.py) and their merging."""
+
+import json
+
+from seqapps.runs.settings import resolve_settings
+
+
+def test_audio_defaults_are_the_speaker_independent_choice():
+    settings = resolve_settings("audio")
+    assert settings["data"]["normalization"] == "utterance"
+    assert settings["model"]["activation"] == "relu"
+    assert settings["model"]["recurrent_initializer"] == "identity"
+    # The rest of the common model section is untouched by the audio changes.
+    assert settings["model"]["units"] == 128
+    assert settings["model"]["pooling"] == "mean"
+
+
+def test_video_keeps_the_common_model_defaults():
+    settings = resolve_settings("video")
+    assert settings["model"]["activation"] == "tanh"
+    assert settings["model"]["recurrent_initializer"] == "orthogonal"
+    assert settings["data"]["features"] == ["difference"]
+    assert settings["data"]["pixel_size"] == [8, 8]
+
+
+def test_a_config_file_overrides_the_kind_changes(tmp_path):
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"model": {"activation": "tanh"}, "data": {"normalization": "none"}}))
+    settings = resolve_settings("audio", config_file=config)
+    assert settings["model"]["activation"] == "tanh"
+    assert settings["model"]["recurrent_initializer"] == "identity"
+    assert settings["data"]["normalization"] == "none"
+
+
+def test_changes_do_not_leak_between_calls():
+    first = resolve_settings("audio")
+    first["model"]["activation"] = "sigmoid"
+    first["data"]["normalization"] = "none"
+    again = resolve_settings("audio")
+    assert again["model"]["activation"] == "relu"
+    assert again["data"]["normalization"] == "utterance"
