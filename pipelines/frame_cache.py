@@ -39,12 +39,11 @@ from pipelines import cache
 from pipelines.cache import MANIFEST
 from pipelines.progress import progress
 from pipelines.report import BadInputReport
-from pipelines.video import (
-    check_options,
+from pipelines.video import check_options, iter_indexed_frames
+from pipelines.video_dataset import (
     example_path,
     examples_and_labels,
     frame_target_spec,
-    iter_indexed_frames,
     load_frame_targets,
 )
 from seqapps.errors import BadMediaError, ConfigError, invalid_argument
