@@ -111,14 +111,18 @@ class SpeechRawStream(AudioRawStream):
         old_first = old_weight * (old_mean - shift)  # old frames' sum of (x - c), weighted
         old_second = old_weight * (old_variance + tf.square(old_mean - shift))
         d = (x - shift[:, tf.newaxis]) * tf.cast(valid, tf.float32)[..., tf.newaxis]
-        lag = tf.cast(steps[:, tf.newaxis] - steps[tf.newaxis, :], tf.float32)  # [to, from]
-        # weights[i, j] = beta^(i - j) for j <= i: running sums inside the chunk as one matmul
-        # (no loop: a loop's fixed cost dominates a 10 ms chunk); beta = 1 is a cumulative sum.
-        weights = tf.where(lag >= 0, tf.pow(beta, tf.maximum(lag, 0.0)), 0.0)
-        carried = tf.pow(beta, tf.cast(steps + 1, tf.float32))[tf.newaxis, :, tf.newaxis]
-        gain = 1.0 if beta == 1.0 else 1.0 - beta
-        first = carried * old_first[:, tf.newaxis] + gain * tf.linalg.matmul(weights, d)
-        second = carried * old_second[:, tf.newaxis] + gain * tf.linalg.matmul(weights, d * d)
+        if beta == 1.0:  # cumulative: memory linear in the chunk's frames
+            first = old_first[:, tf.newaxis] + tf.cumsum(d, axis=1)
+            second = old_second[:, tf.newaxis] + tf.cumsum(d * d, axis=1)
+        else:
+            # weights[i, j] = beta^(i - j) for j <= i: the decayed running sums inside the
+            # chunk as one matmul (no loop: a loop's fixed cost dominates a 10 ms chunk);
+            # [frames, frames] per call, so chunks of minutes want the cumulative statistic.
+            lag = tf.cast(steps[:, tf.newaxis] - steps[tf.newaxis, :], tf.float32)  # [to, from]
+            weights = tf.where(lag >= 0, tf.pow(beta, tf.maximum(lag, 0.0)), 0.0)
+            carried = tf.pow(beta, tf.cast(steps + 1, tf.float32))[tf.newaxis, :, tf.newaxis]
+            first = carried * old_first[:, tf.newaxis] + (1.0 - beta) * tf.linalg.matmul(weights, d)
+            second = carried * old_second[:, tf.newaxis] + (1.0 - beta) * tf.linalg.matmul(weights, d * d)
         count = old_count[:, tf.newaxis] + tf.cast(steps + 1, tf.float32)  # [batch, frames]
         weight = self._weight(count)[..., tf.newaxis]
         offset = first / weight
