@@ -38,13 +38,17 @@ import streaming as kws  # noqa: E402  (benchmarks/streaming.py: the keyword cli
 RATE = kws.RATE
 
 
-def _model(names, units):
+def _model(names, units, *, top_db="default"):
     from seqapps.runs.settings import resolve_settings
     from seqapps.runs.speech import make_speech_frontend
     from seqapps.tasks import SequenceClassifier
 
     data = resolve_settings("audio", overrides={"data": {"normalization": "utterance"}})["data"]
     frontend, shape = make_speech_frontend(data)
+    if top_db != "default":  # the spectral layer's top_db floor (80 dB below the peak by default)
+        config = frontend.get_config()
+        config["spectral"]["config"]["top_db"] = top_db
+        frontend = type(frontend).from_config(config)
     return SequenceClassifier(num_classes=len(names), class_names=names, input_shape=shape, units=units,
                               frontend=frontend)
 
@@ -75,6 +79,8 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--per-class", type=int, default=40)
     parser.add_argument("--units", type=int, default=64)
+    parser.add_argument("--no-top-db", action="store_true",
+                        help="train without the spectral layer's per-utterance top_db floor")
     parser.add_argument("--out", default="bench_out/streaming_cmvn.json")
     args = parser.parse_args(argv)
     import keras
@@ -88,7 +94,7 @@ def main(argv=None) -> int:
     x_train, y_train = kws._clip_set(train_bg, args.per_class, rng, shift=0.25)
     x_test, y_test = kws._clip_set(test_bg, max(10, args.per_class // 2), rng)
     names = [*CLASS_NAMES, "_background_"]
-    model = _model(names, args.units)
+    model = _model(names, args.units, top_db=None if args.no_top_db else "default")
     model.compile()
     train_features = model.frontend(x_train).numpy()
     model.normalization.adapt([(train_features, None)])
@@ -96,6 +102,7 @@ def main(argv=None) -> int:
     order = np.random.default_rng(1).permutation(len(y_test))  # classes mixed along the long stream
     x_test, y_test = x_test[order], y_test[order]
     report = {"clips_train": len(y_train), "clips_test": len(y_test), "epochs": args.epochs, "units": args.units,
+              "top_db": model.frontend.spectral.top_db,
               "predict_clip": float(np.mean(np.asarray(model.predict_clip(x_test)).argmax(-1) == y_test))}
     for statistic in ("cumulative", "ema"):
         stream = SpeechRawStream(model, cmvn=statistic)
