@@ -50,7 +50,7 @@ class SpeechRawStream(AudioRawStream):
     Args:
         model: a SequenceClassifier / SequenceRegressor whose frontend is a SpeechFrontend.
         cmvn: "cumulative" or "ema" (used only with ``normalization="utterance"``).
-        **options: as ``AudioRawStream`` (detection, background, window_frames).
+        **options: as ``raw_stream`` (detection, background, window_frames="auto").
     """
 
     def __init__(self, model, *, cmvn: str = "cumulative", **options):
@@ -68,6 +68,7 @@ class SpeechRawStream(AudioRawStream):
         self.spectral = speech.spectral  # what AudioRawStream streams
         self.cmvn = speech.cmvn  # UtteranceNormalization or None
         self.statistic = cmvn
+        options.setdefault("window_frames", "auto")  # raw_stream's default
         super().__init__(model, **options)
         self.cmvn_frames = self._training_window() or 1 + self.sample_rate // self.hop
 
