@@ -4,8 +4,8 @@
 feature normalisation, Recurrent layers, head) into one streaming step whose state holds
 everything needed to continue, so a stateless server (TF Serving) can run it:
 
-audio (LogMelSpectrogram or MFCC frontend), input ``waveform`` [batch, samples], any
-``samples >= 1``; the state:
+audio (LogMelSpectrogram or MFCC frontend, or a SpeechFrontend of one with running CMVN:
+seqapps.layers.streaming_speech), input ``waveform`` [batch, samples], any ``samples >= 1``:
 
     pending_samples  float32 [batch, n_fft - 1]   the last n_fft - 1 samples of the padded
                                                   signal (zeros at the start: exactly the
@@ -33,9 +33,8 @@ whole-signal frontend by its last ``ceil((n_fft - n_fft // 2) / hop)`` frames, t
 frontend computes from its zero end padding; sending ``n_fft // 2`` zeros at the end of a
 stream (``flush_samples``) yields them too, exactly.
 
-The per-utterance top_db floor of the dB frontends (``max(db, peak - top_db)``, peak over
-the whole input) becomes a running peak: frame t is floored at the peak over frames 0..t
-of the stream. benchmarks/streaming.py measures what this costs in clip accuracy.
+The per-utterance top_db floor (``max(db, peak - top_db)``, peak over the whole input)
+becomes a running peak over frames 0..t (its accuracy cost: benchmarks/streaming.py).
 
 >>> import numpy as np
 >>> from seqapps.layers import LogMelSpectrogram
@@ -64,6 +63,7 @@ from seqapps.layers.detection import (
     detection_state_spec,
 )
 from seqapps.layers.running_ops import running_max, window_sums
+from seqapps.layers.speech_frontend import SpeechFrontend
 
 __all__ = ["AudioRawStream", "raw_stream"]
 
@@ -93,13 +93,17 @@ def raw_stream(model, *, fps: float | None = None, detection: DetectionSettings 
     options = {"detection": detection, "background": background, "window_frames": window_frames}
     if isinstance(frontend, _MelBase):
         return AudioRawStream(model, **options)
+    if isinstance(frontend, SpeechFrontend):  # checked there: only its streamable settings
+        from seqapps.layers.streaming_speech import SpeechRawStream
+
+        return SpeechRawStream(model, **options)
     if isinstance(frontend, _VIDEO_LAYERS):
         from seqapps.layers.streaming_video import VideoRawStream
 
         return VideoRawStream(model, fps=fps, **options)
     raise invalid_argument(
         "model.frontend", type(frontend).__name__,
-        "a LogMelSpectrogram or MFCC (audio) or a seqapps video frame-feature layer",
+        "a LogMelSpectrogram, MFCC or SpeechFrontend (audio) or a seqapps video frame-feature layer",
     )
 
 
@@ -116,7 +120,7 @@ class _RawStream:
         if getattr(model, "bidirectional", False):
             raise invalid_argument("model.bidirectional", True, "False for streaming (the backward pass needs the future)")
         self.model = model
-        self.frontend = model.frontend
+        self.frontend = getattr(self, "spectral", model.frontend)  # a SpeechFrontend's spectral layer
         # The names of the other signatures: class probabilities, or regression values.
         self.output_name = "probabilities" if hasattr(model, "num_classes") else "predictions"
         if detection is not None and self.output_name != "probabilities":
@@ -159,10 +163,7 @@ class _RawStream:
                                               num_classes=self.model.num_classes))
         return specs
 
-    @property
-    def frame_ms(self) -> float:
-        """Milliseconds between frames."""
-        raise NotImplementedError
+    frame_ms: float  # milliseconds between frames (a property of each kind)
 
     def input_spec(self) -> tf.TensorSpec:
         raise NotImplementedError
@@ -348,6 +349,9 @@ class AudioRawStream(_RawStream):
         samples = self.model.raw_input_shape[0] if self.model.raw_input_shape else None
         return None if samples is None else int(self.frontend.compute_output_shape((None, samples))[1])
 
+    def _normalise(self, features, valid, done, state, new_state):
+        return features  # SpeechRawStream: running CMVN (its statistic into new_state)
+
     @property
     def flush_samples(self) -> int:
         """Zeros to send after the last chunk to get the frames of the end padding."""
@@ -428,6 +432,7 @@ class AudioRawStream(_RawStream):
             new_state["peak_db"] = tf.maximum(state["peak_db"], tf.reduce_max(frame_peak, axis=1))
         else:
             features = self.frontend.features_of_mel(mel)
+        features = self._normalise(features, valid, done, state, new_state)
         outputs, recurrent = self._recur(features, state, done, first)
         new_state.update(recurrent)
         new_state.update(self._detect(outputs, valid, state))

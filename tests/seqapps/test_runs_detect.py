@@ -242,3 +242,43 @@ def test_saved_model_state_through_json_and_warmup_records(exported):
         assert set(inputs) == {"waveform", "reset", *model.state_names}
         result = function(**{key: tf.constant(value) for key, value in inputs.items()})
         assert result["probabilities"].shape[0] == inputs["waveform"].shape[0]
+
+
+def test_default_cmvn_audio_model_exports_stream_raw_and_detects(tmp_path, capsys):
+    """The audio model seqapps.runs builds with per-utterance CMVN (a SpeechFrontend) serves
+    stream_raw (running CMVN in the state), and `seqapps detect` runs on the run and on the
+    export alike."""
+    from pipelines.sources import DataSource
+    from seqapps.cli import main
+    from seqapps.export import export_model
+    from seqapps.runs.settings import resolve_settings
+    from seqapps.runs.train import build_model
+
+    settings = resolve_settings("audio", overrides={"data": {"normalization": "utterance"}, "model": {"units": 8}})
+    model = build_model("audio", "classify", settings, DataSource([], ["_silence_", "burst"], None, "classify"))
+    assert type(model.frontend).__name__ == "SpeechFrontend"
+    run = tmp_path / "run"
+    run.mkdir()
+    model.save(run / "model.keras")
+    (run / "labels.json").write_text(json.dumps(model.class_names))
+    path = export_model(model, base_dir=tmp_path / "saved_models", name="cmvn", warmup_examples=1,
+                        preprocessing={"kind": "audio", "sample_rate": RATE, "window_samples": RATE,
+                                       "hop_samples": RATE // 2})
+    card = json.loads((path / "assets" / "model_card.json").read_text())
+    assert card["stream_raw"]["cmvn"]["statistic"] == "cumulative"
+    assert {"cmvn_count", "cmvn_mean", "cmvn_variance"} <= set(card["stream_raw"]["state"])
+    signal = _long_recording(tmp_path / "long.wav", seconds=6, bursts=[1.0, 3.5])
+    from_run, from_export = load_streaming_model(run), load_streaming_model(path.parent)
+    state_run, state_export = from_run.initial_state(1), from_export.initial_state(1)
+    for start, stop in ((0, 1), (1, 1601), (1601, 50000), (50000, len(signal))):
+        out_run, state_run = from_run.step(signal[None, start:stop], state_run)
+        out_export, state_export = from_export.step(signal[None, start:stop], state_export)
+        np.testing.assert_allclose(out_export["probabilities"], out_run["probabilities"], atol=1e-5)
+    # a low threshold so that the untrained model fires: the events of run and export agree
+    options = ["--threshold", "0.3", "--window-ms", "200", "--suppression-ms", "500", "--json"]
+    found = []
+    for source in (run, path.parent):
+        assert main(["detect", str(source), str(tmp_path / "long.wav"), *options]) == 0
+        found.append([json.loads(line) for line in capsys.readouterr().out.splitlines()])  # stdout is JSON only
+    assert found[0] and [e["label"] for e in found[0]] == [e["label"] for e in found[1]]
+    np.testing.assert_allclose([e["score"] for e in found[0]], [e["score"] for e in found[1]], atol=1e-5)

@@ -353,3 +353,117 @@ def test_window_sums(width):
     values = np.random.default_rng(width).standard_normal((2, 130, 3)).astype(np.float32)
     reference = np.stack([values[:, t - width + 1:t + 1].sum(1) for t in range(width - 1, 130)], 1)
     np.testing.assert_allclose(window_sums(tf.constant(values), width).numpy(), reference, atol=1e-4)
+
+
+# --------------------------------------------------------------------------- SpeechFrontend (running CMVN)
+
+
+def _cmvn_model(*, normalization="utterance", **frontend_options):
+    from seqapps.layers import SpeechFrontend
+
+    spectral = LogMelSpectrogram(sample_rate=16000, n_fft=512, hop_length=160, n_mels=12, top_db=None)
+    frontend = SpeechFrontend(spectral=spectral, normalization=normalization, **frontend_options)
+    return SequenceClassifier(num_classes=3, input_shape=(16000,), units=8, num_layers=2, frontend=frontend)
+
+
+def _running_cmvn_reference(features, *, decay, epsilon=1e-6):
+    """NumPy: frame t normalised by the (decayed, bias-corrected) mean/variance of frames 0..t,
+    and the final mean and variance; float64."""
+    x = features.astype(np.float64)
+    frames = x.shape[1]
+    lag = np.arange(frames)[:, None] - np.arange(frames)[None, :]
+    weights = np.where(lag >= 0, decay ** np.maximum(lag, 0), 0.0)  # [to, from]
+    gain = 1.0 if decay == 1.0 else 1.0 - decay
+    sums, squares = gain * weights @ x, gain * weights @ (x * x)
+    count = np.arange(1, frames + 1, dtype=np.float64)
+    total = (count if decay == 1.0 else 1.0 - decay ** count)[None, :, None]
+    mean = sums / total
+    variance = np.maximum(squares / total - mean**2, 0.0)
+    return (x - mean) / np.sqrt(variance + epsilon), mean[:, -1], variance[:, -1]
+
+
+@pytest.mark.parametrize("statistic", ["cumulative", "ema"])
+def test_running_cmvn_chunks_equal_the_whole_signal_and_numpy(statistic):
+    """A SpeechFrontend with per-utterance CMVN streams with a running statistic: random
+    chunkings (1-sample chunks, chunks longer than the window) equal one call on the whole
+    signal, and equal the model on NumPy-normalised features of the frontend's own spectral
+    layer; the state is the NumPy sums and survives JSON."""
+    from seqapps.layers.streaming_speech import SpeechRawStream
+
+    rng = np.random.default_rng(20)
+    model = _cmvn_model()
+    stream = raw_stream(model, window_frames=None) if statistic == "cumulative" else \
+        SpeechRawStream(model, cmvn="ema", window_frames=None)
+    assert isinstance(stream, SpeechRawStream) and stream.statistic == statistic
+    n = 6001
+    # quiet then loud: a running statistic that would lag or leak shows
+    signal = np.concatenate([0.01 * rng.standard_normal((2, n // 2)), 0.5 * rng.standard_normal((2, n - n // 2))], 1)
+    signal = signal.astype(np.float32)
+    sizes = [1] * 300 + _random_chunks(n - 300, rng, longest=1200)
+    got, index, state = _run(stream, signal, sizes, json_state=True)
+    at_once, _, state_at_once = _run(stream, signal, [n])
+    np.testing.assert_allclose(got, at_once, atol=ATOL)
+    frames = got.shape[1]
+    assert frames == stream.frames_completed(n)
+    np.testing.assert_array_equal(index[0], np.arange(frames))
+    spectral = model.frontend.spectral(signal).numpy()[:, :frames]
+    decay = 1.0 if statistic == "cumulative" else 1.0 - 1.0 / (1 + 16000 // 160)
+    normalised, mean, variance = _running_cmvn_reference(spectral, decay=decay)
+    reference = model.stream(normalised.astype(np.float32), np.zeros((2, 2, 8), np.float32))[0].numpy()
+    np.testing.assert_allclose(got, reference, atol=ATOL)
+    np.testing.assert_array_equal(state["cmvn_count"], [frames, frames])
+    np.testing.assert_allclose(state["cmvn_mean"], mean, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(state["cmvn_variance"], variance, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(state["cmvn_variance"], state_at_once["cmvn_variance"], rtol=1e-5, atol=1e-5)
+    # per-utterance CMVN over the whole clip differs (the statistic is running, not fixed)
+    assert np.abs(got - _whole(model, signal)[:, :frames]).max() > 1e-3
+    description = stream.describe()
+    assert description["cmvn"]["statistic"] == statistic and description["state"]["cmvn_mean"]["shape"] == [-1, 12]
+    assert json.loads(json.dumps(description)) == description
+
+
+def test_speech_frontend_without_cmvn_streams_as_its_spectral_layer():
+    rng = np.random.default_rng(21)
+    model = _cmvn_model(normalization="none")
+    stream = raw_stream(model, window_frames=None)
+    assert "cmvn_mean" not in stream.state_spec()
+    signal = (0.3 * rng.standard_normal((1, 3000))).astype(np.float32)
+    got, _, _ = _run(stream, signal, _random_chunks(3000, rng, longest=700))
+    np.testing.assert_allclose(got, _whole(model, signal)[:, : got.shape[1]], atol=ATOL)
+
+
+def test_rows_at_different_positions_keep_their_own_cmvn():
+    rng = np.random.default_rng(22)
+    model = _cmvn_model()
+    stream = raw_stream(model, window_frames=None)
+    a, b = (0.3 * rng.standard_normal((2, 2400))).astype(np.float32)
+    state = stream.initial_state(2)
+    first = stream.step(np.stack([a[:250], b[:250]]), state)
+    state = {name: first[name] for name in stream.state_spec()}
+    outputs = [[first["probabilities"].numpy()[0]], []]
+    position_a, position_b = 250, 0
+    for size in (77, 1, 300, 999, 160, 500):
+        chunk = np.stack([a[position_a:position_a + size], b[position_b:position_b + size]])
+        result = stream.step(chunk, state, reset=np.array([False, position_b == 0]))
+        mask = result["frame_mask"].numpy()
+        for row in range(2):
+            outputs[row].append(result["probabilities"].numpy()[row][mask[row]])
+        state = {name: result[name] for name in stream.state_spec()}
+        position_a += size
+        position_b += size
+    for row, signal, length in ((0, a, position_a), (1, b, position_b)):
+        got = np.concatenate(outputs[row])
+        alone, _, _ = _run(stream, signal[None, :length], [length])
+        np.testing.assert_allclose(got, alone[0], atol=ATOL)
+
+
+@pytest.mark.parametrize(("options", "match"), [
+    ({"placement": "trim"}, "whole clip"), ({"placement": "centre"}, "whole clip"), ({"deltas": 1}, "future frames"),
+])
+def test_unstreamable_speech_frontends_are_refused(options, match):
+    from seqapps.errors import ConfigError
+
+    model = _cmvn_model(**options)
+    with pytest.raises(ConfigError, match=match):
+        raw_stream(model)
+    assert model.describe()["stream_raw"] is None and "stream_raw" not in model.signatures()
