@@ -308,7 +308,10 @@ def test_surviving_worker_stops_with_one_line_when_its_peer_dies(audio_set, tmp_
         if history.exists() and len(history.read_text().strip().splitlines()) >= 2:  # training is under way
             break
         time.sleep(0.2)
-    assert chief.poll() is None, chief.communicate()[1][-3000:]
+    if chief.poll() is not None:  # stopped before the kill: show why, from both sides
+        worker.kill()
+        pytest.fail("chief stopped early:\n" + chief.communicate()[1][-3000:]
+                    + "\nworker:\n" + worker.communicate()[1][-3000:])
     worker.send_signal(signal.SIGKILL)
     killed = time.time()
     worker.wait()
