@@ -166,7 +166,7 @@ class _RawStream:
     frame_ms: float  # milliseconds between frames (a property of each kind)
 
     def input_spec(self) -> tf.TensorSpec:
-        raise NotImplementedError
+        raise TypeError(f"{type(self).__name__} must define input_spec (the chunk's TensorSpec)")
 
     def input_signature(self) -> dict[str, tf.TensorSpec]:
         """The inputs of one step: the chunk, ``reset`` and the state."""
