@@ -301,7 +301,7 @@ def test_two_workers_on_localhost_train_through_the_cli(audio_set, tmp_path):
 def test_surviving_worker_stops_with_one_line_when_its_peer_dies(audio_set, tmp_path):
     run_dir = tmp_path / "run"
     chief, worker = _start_workers(audio_set, run_dir, tmp_path, epochs=500,
-                                   extra=("--heartbeat-timeout", "5", "--collective-timeout", "60"))
+                                   extra=("--heartbeat-timeout", "20", "--collective-timeout", "60"))
     history = run_dir / "history.csv"
     deadline = time.time() + 240
     while time.time() < deadline and chief.poll() is None:
@@ -315,7 +315,7 @@ def test_surviving_worker_stops_with_one_line_when_its_peer_dies(audio_set, tmp_
     worker.send_signal(signal.SIGKILL)
     killed = time.time()
     worker.wait()
-    _, err = chief.communicate(timeout=120)  # bounded: heartbeat 5 s; a hang fails here
+    _, err = chief.communicate(timeout=120)  # bounded: heartbeat 20 s; a hang fails here
     print(f"survivor stopped {time.time() - killed:.1f} s after its peer was killed")
     assert chief.returncode == 1, err[-3000:]
     last = err.strip().splitlines()[-1]
