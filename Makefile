@@ -20,7 +20,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q
+	# Two workers (CI has 2 cores; tracing and process start-up are single-threaded), each
+	# file on one worker so that its module fixtures are built once.
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py

@@ -2,10 +2,12 @@
 
 1. latency  one 10 ms chunk (160 samples) through stream_raw at batch 1 (p50, p90), beside the
             features-only `stream` step (model.stream in one tf.function) on the one frame the
-            chunk completes, interleaved, in-process and through the exported SavedModel; then 32 streams in one batch (10 ms and 1 s chunks):
-            cost per second of audio per stream. Model: the default audio model (16 kHz,
-            40 mels, Recurrent(128), 12 classes; untrained: weights do not change the time).
-            Target: p50 <= 1 ms.
+            chunk completes, interleaved, in-process and through the exported SavedModel; then
+            32 streams in one batch (10 ms and 1 s chunks): cost per second of audio per
+            stream. Two models, 12 classes, untrained (weights do not change the time):
+            "defaults", what `seqapps train audio` builds (16 kHz, 40 mels, per-utterance CMVN
+            streamed as a running statistic, Recurrent(128) relu), and "logmel", the log-mel
+            model with its top_db floor that part 3 trains. Target: p50 <= 1 ms.
 2. detect   real-time factor of detect_file (soundfile blocks of 2 s, the stream, Recognizer) on
             long WAV files of two lengths, each in a fresh process, with its peak resident
             memory: flat in file length is the target, and RTF >= 200.
@@ -47,6 +49,7 @@ SHARED = Path(os.environ.get("SEQAPPS_SHARED_DATA") or Path(__file__).resolve().
 
 
 def _default_model(num_classes=12, class_names=None):
+    """The log-mel model (top_db floor, no CMVN) the accuracy part trains."""
     from seqapps.layers import LogMelSpectrogram
     from seqapps.tasks import SequenceClassifier
 
@@ -54,13 +57,27 @@ def _default_model(num_classes=12, class_names=None):
                               frontend=LogMelSpectrogram(sample_rate=RATE, n_fft=512, hop_length=160, n_mels=40))
 
 
+def _settings_model(num_classes=12):
+    """What `seqapps train audio` builds with today's defaults (running CMVN when streamed)."""
+    from types import SimpleNamespace
+
+    from seqapps.runs.settings import resolve_settings
+    from seqapps.runs.train import build_model
+
+    source = SimpleNamespace(class_names=[f"c{i}" for i in range(num_classes)], task="classify")
+    return build_model("audio", "classify", resolve_settings("audio"), source)
+
+
+LATENCY_MODELS = {"defaults": _settings_model, "logmel": _default_model}
+
+
 # --------------------------------------------------------------------------- 1. latency
-def latency(repeats: int) -> dict:
+def latency(repeats: int, make_model=_settings_model) -> dict:
     import tensorflow as tf
 
     from seqapps.layers.streaming import raw_stream
 
-    model = _default_model()
+    model = make_model()
     stream = raw_stream(model)
     raw = stream.function
     features_step = tf.function(model.stream, autograph=False, input_signature=[
@@ -98,7 +115,7 @@ def latency(repeats: int) -> dict:
     return result
 
 
-def exported_latency(repeats: int) -> dict:
+def exported_latency(repeats: int, make_model=_settings_model) -> dict:
     """The same 10 ms chunk through the exported SavedModel's stream_raw and stream
     signatures (what TF Serving runs), batch 1, interleaved."""
     import tensorflow as tf
@@ -106,7 +123,7 @@ def exported_latency(repeats: int) -> dict:
     from seqapps.export import export_model
 
     with tempfile.TemporaryDirectory() as base:
-        path = export_model(_default_model(), base_dir=base, name="kws", warmup_examples=0,
+        path = export_model(make_model(), base_dir=base, name="kws", warmup_examples=0,
                             preprocessing={"kind": "audio", "sample_rate": RATE, "window_samples": RATE,
                                            "hop_samples": RATE // 2})
         loaded = tf.saved_model.load(str(path))
@@ -301,6 +318,16 @@ def accuracy(folder: Path, *, epochs: int, per_class: int, minutes: float, recor
     return result, run_dir
 
 
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
@@ -314,15 +341,18 @@ def main(argv=None) -> int:
         return 0
     report = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count()}, "quick": args.quick}
     parts = set(args.parts.split(","))
-    report["latency"] = latency(300 if args.quick else 1000) if "latency" in parts else {}
-    for key, row in report["latency"].items():
-        print(f"latency {key:10s} stream_raw p50 {row['stream_raw_p50_ms']:.3f} ms (p90 {row['stream_raw_p90_ms']:.3f})"
-              f"  features stream p50 {row['stream_p50_ms']:.3f} ms  -> "
-              f"{row['stream_raw_ms_per_audio_second_per_stream']:.3f} ms per stream-second")
-    if "latency" in parts:
-        row = report["exported_latency_b1_10ms"] = exported_latency(300 if args.quick else 1000)
-        print(f"SavedModel b1 10 ms: stream_raw p50 {row['stream_raw_p50_ms']:.3f} ms (p90 {row['stream_raw_p90_ms']:.3f})"
-              f"  stream p50 {row['stream_p50_ms']:.3f} ms (p90 {row['stream_p90_ms']:.3f})")
+    report["machine"]["cpu"] = _cpu_model()
+    report["latency"], report["exported_latency_b1_10ms"] = {}, {}
+    for name, make_model in LATENCY_MODELS.items() if "latency" in parts else ():
+        rows = report["latency"][name] = latency(300 if args.quick else 1000, make_model)
+        for key, row in rows.items():
+            print(f"latency {name:8s} {key:10s} stream_raw p50 {row['stream_raw_p50_ms']:.3f} ms "
+                  f"(p90 {row['stream_raw_p90_ms']:.3f})  features stream p50 {row['stream_p50_ms']:.3f} ms  -> "
+                  f"{row['stream_raw_ms_per_audio_second_per_stream']:.3f} ms per stream-second")
+        row = report["exported_latency_b1_10ms"][name] = exported_latency(300 if args.quick else 1000, make_model)
+        print(f"SavedModel {name:8s} b1 10 ms: stream_raw p50 {row['stream_raw_p50_ms']:.3f} ms "
+              f"(p90 {row['stream_raw_p90_ms']:.3f})  stream p50 {row['stream_p50_ms']:.3f} ms "
+              f"(p90 {row['stream_p90_ms']:.3f})")
     if parts & {"accuracy", "detect"}:
         _accuracy_and_detect(report, parts, quick=args.quick)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

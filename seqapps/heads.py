@@ -19,6 +19,7 @@ import keras
 import tensorflow as tf
 
 from seqapps.errors import invalid_argument
+from seqapps.layers.running_ops import matmul_last_axis
 
 POOLINGS = ("last", "mean", "max", "none")
 
@@ -77,7 +78,7 @@ class _PooledHead(keras.layers.Layer):
         x = states if self._hidden is None else self._hidden(states)
         output = self._output
         x = tf.cast(x, output.compute_dtype)
-        logits = tf.matmul(x, tf.cast(output.kernel, output.compute_dtype))
+        logits = matmul_last_axis(x, tf.cast(output.kernel, output.compute_dtype))
         return logits + tf.cast(output.bias, output.compute_dtype) if output.use_bias else logits
 
     def activate(self, logits):

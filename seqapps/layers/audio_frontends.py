@@ -38,6 +38,7 @@ import numpy as np
 import tensorflow as tf
 
 from seqapps.errors import invalid_argument
+from seqapps.layers.running_ops import matmul_last_axis
 
 __all__ = [
     "LogMelSpectrogram",
@@ -189,7 +190,7 @@ class _MelBase(keras.layers.Layer):
         power = tf.math.square(tf.math.real(spectrum)) + tf.math.square(tf.math.imag(spectrum))
         if self.power == 1.0:
             power = tf.math.sqrt(power)
-        return tf.linalg.matmul(power, self._mel_constant)
+        return matmul_last_axis(power, self._mel_constant)
 
     @property
     def floors_by_peak(self) -> bool:

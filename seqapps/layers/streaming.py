@@ -245,24 +245,38 @@ class _RawStream:
         return self._function
 
     def _reset(self, state, reset):
-        out = {}
-        for name, value in state.items():
-            fresh = tf.cast(tf.fill(tf.shape(value), self._initial_value(name)), value.dtype)
-            row = tf.reshape(reset, tf.concat([tf.shape(reset), tf.ones([value.shape.rank - 1], tf.int32)], 0))
-            out[name] = tf.where(row, fresh, value)
-        return out
+        def fresh_rows():
+            out = {}
+            for name, value in state.items():
+                fresh = tf.cast(tf.fill(tf.shape(value), self._initial_value(name)), value.dtype)
+                row = tf.reshape(reset, tf.concat([tf.shape(reset), tf.ones([value.shape.rank - 1], tf.int32)], 0))
+                out[name] = tf.where(row, fresh, value)
+            return out
 
-    def _recur(self, features, state, frames_done, frames_before):
+        # Most steps of a live stream reset nothing: one test instead of a select per state.
+        return tf.cond(tf.reduce_any(reset), fresh_rows, lambda: dict(state))
+
+    @staticmethod
+    def _at_last_frame(with_initial, frames_done, single: bool):
+        """Each row's value after its last completed frame, from [batch, 1 + frames, ...]
+        holding the value before the chunk first (a row completing no frame keeps it)."""
+        if single:  # every row completed the chunk's one frame
+            return with_initial[:, -1]
+        return tf.gather(with_initial, frames_done, axis=1, batch_dims=1)
+
+    def _recur(self, features, state, frames_done, frames_before, *, single: bool = False):
         """(outputs, new state) over the new frames: the recurrent states taken at each
         row's last completed frame (a row completing none keeps its state), and with
-        `window_frames` the last states kept for the next windows."""
+        `window_frames` the last states kept for the next windows. `single`: every row
+        completed exactly one frame and `features` has a static time length of 1, so the
+        recurrence is one step written out (Recurrent's forward_only) and no gathers."""
         initial = [state["state"][:, i] for i in range(self.model.num_layers)]
         sequences = self.model.recurrent_states(features, initial_states=initial, training=False)
         finals = []
         for i, states in enumerate(sequences):
             # s(0) in front, so a row that completed no frame (index 0) keeps its state.
             with_initial = tf.concat([initial[i][:, tf.newaxis], states], axis=1)
-            finals.append(tf.gather(with_initial, frames_done, axis=1, batch_dims=1))
+            finals.append(self._at_last_frame(with_initial, frames_done, single))
         new_state = {"state": tf.stack(finals, axis=1)}
         if not (self.window_frames and self.window_frames > 1):
             outputs = tf.cast(self.model.head.per_step(sequences[-1]), tf.float32)
@@ -276,11 +290,14 @@ class _RawStream:
         position = frames_before[:, tf.newaxis] + tf.range(1, tf.cast(frames, tf.int64) + 1, dtype=tf.int64)
         count = tf.cast(tf.minimum(position, width), sums.dtype)  # before the start: zeros, not states
         pooled = sums / count[..., tf.newaxis]
-        new_state[name] = tf.cond(  # a slice when every row moved as far (a gather is slow)
-            tf.reduce_all(frames_done == frames_done[:1]),
-            lambda: combined[:, tf.reduce_max(tf.concat([frames_done, [0]], 0)):][:, :width - 1],
-            lambda: tf.gather(combined, frames_done[:, tf.newaxis] + tf.range(width - 1, dtype=tf.int64),
-                              axis=1, batch_dims=1))
+        if single:
+            new_state[name] = combined[:, 1:]
+        else:
+            new_state[name] = tf.cond(  # a slice when every row moved as far (a gather is slow)
+                tf.reduce_all(frames_done == frames_done[:1]),
+                lambda: combined[:, tf.reduce_max(tf.concat([frames_done, [0]], 0)):][:, :width - 1],
+                lambda: tf.gather(combined, frames_done[:, tf.newaxis] + tf.range(width - 1, dtype=tf.int64),
+                                  axis=1, batch_dims=1))
         outputs = head.activate(pooled) if name == "window_logits" else head.per_step(pooled)
         outputs = tf.cast(outputs, tf.float32)
         return {self.output_name: outputs}, new_state
@@ -349,7 +366,7 @@ class AudioRawStream(_RawStream):
         samples = self.model.raw_input_shape[0] if self.model.raw_input_shape else None
         return None if samples is None else int(self.frontend.compute_output_shape((None, samples))[1])
 
-    def _normalise(self, features, valid, done, state, new_state):
+    def _normalise(self, features, valid, done, state, new_state, *, single=False):
         return features  # SpeechRawStream: running CMVN (its statistic into new_state)
 
     @property
@@ -413,29 +430,16 @@ class AudioRawStream(_RawStream):
         signal = tf.concat([state["pending_samples"], waveform], axis=1)  # signal[0] = padded[seen + half - n_fft + 1]
         first = self.frames_completed(seen)
         done = self.frames_completed(seen + chunk) - first  # [batch]
-        count = tf.reduce_max(tf.concat([done, [0]], 0))
-        offsets = tf.range(count, dtype=tf.int64)[tf.newaxis]
-        valid = offsets < done[:, tf.newaxis]
-        index = first[:, tf.newaxis] + offsets
         offset = first * self.hop - (seen + self.half - (self.n_fft - 1))  # row's first frame in `signal`
-        frames = tf.cond(
-            tf.reduce_all(offset == offset[:1]),
-            lambda: self._frames_aligned(signal, offset, count),
-            lambda: self._frames_gathered(signal, offset, count, valid),
-        )  # [batch, count, n_fft]
-        mel = self.frontend.mel_of_frames(frames)
-        new_state = {}
-        if self.floor_db is not None:
-            frame_peak = tf.where(valid, self.frontend.frame_peak_db(mel), self.floor_db)
-            running = tf.maximum(state["peak_db"][:, tf.newaxis], running_max(frame_peak))
-            features = self.frontend.features_of_mel(mel, peak_db=running)
-            new_state["peak_db"] = tf.maximum(state["peak_db"], tf.reduce_max(frame_peak, axis=1))
-        else:
-            features = self.frontend.features_of_mel(mel)
-        features = self._normalise(features, valid, done, state, new_state)
-        outputs, recurrent = self._recur(features, state, done, first)
-        new_state.update(recurrent)
-        new_state.update(self._detect(outputs, valid, state))
+        aligned = tf.reduce_all(offset == offset[:1])
+        # The live case, every row completing one frame at the same place (chunks of one
+        # hop): the same steps traced with a static frame count of 1, so the recurrence is
+        # one step written out and the window a sum (no loops, no gathers). Same numbers.
+        outputs, new_state, valid, index = tf.cond(
+            tf.logical_and(aligned, tf.reduce_all(done == 1)),
+            lambda: self._frames_to_outputs(signal, offset, aligned, done, first, state, single=True),
+            lambda: self._frames_to_outputs(signal, offset, aligned, done, first, state, single=False),
+        )
         keep = tf.shape(signal)[1] - (self.n_fft - 1)
         centre = index * self.hop + (0 if self.frontend.center else self.n_fft // 2)
         return {
@@ -447,3 +451,34 @@ class AudioRawStream(_RawStream):
             "samples_seen": seen + chunk,
             **new_state,
         }
+
+    def _frames_to_outputs(self, signal, offset, aligned, done, first, state, *, single):
+        """(outputs, new state, frame mask, frame index) of the frames this chunk completes."""
+        if single:
+            start = tf.reduce_max(tf.concat([offset, tf.zeros([1], tf.int64)], 0))
+            frames = tf.reshape(signal[:, start:start + self.n_fft], [-1, 1, self.n_fft])
+            count = tf.constant(1, tf.int64)
+            valid = tf.ones_like(done[:, tf.newaxis], tf.bool)
+        else:
+            count = tf.reduce_max(tf.concat([done, [0]], 0))
+            valid = tf.range(count, dtype=tf.int64)[tf.newaxis] < done[:, tf.newaxis]
+            frames = tf.cond(
+                aligned,
+                lambda: self._frames_aligned(signal, offset, count),
+                lambda: self._frames_gathered(signal, offset, count, valid),
+            )  # [batch, count, n_fft]
+        index = first[:, tf.newaxis] + tf.range(count, dtype=tf.int64)[tf.newaxis]
+        mel = self.frontend.mel_of_frames(frames)
+        new_state = {}
+        if self.floor_db is not None:
+            frame_peak = tf.where(valid, self.frontend.frame_peak_db(mel), self.floor_db)
+            running = tf.maximum(state["peak_db"][:, tf.newaxis], frame_peak if single else running_max(frame_peak))
+            features = self.frontend.features_of_mel(mel, peak_db=running)
+            new_state["peak_db"] = tf.maximum(state["peak_db"], tf.reduce_max(frame_peak, axis=1))
+        else:
+            features = self.frontend.features_of_mel(mel)
+        features = self._normalise(features, valid, done, state, new_state, single=single)
+        outputs, recurrent = self._recur(features, state, done, first, single=single)
+        new_state.update(recurrent)
+        new_state.update(self._detect(outputs, valid, state))
+        return outputs, new_state, valid, index

@@ -127,7 +127,7 @@ def test_killed_training_resumes_from_last_epoch(audio_set, tmp_path):
     run_dir = tmp_path / "run"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     command = [sys.executable, "-m", "seqapps", "train", "audio", str(folder), "--run-dir", str(run_dir),
-               "--epochs", "40", "--config", str(config)]
+               "--epochs", "12", "--config", str(config)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     history = run_dir / "history.csv"
     deadline = time.time() + 300
@@ -138,13 +138,13 @@ def test_killed_training_resumes_from_last_epoch(audio_set, tmp_path):
     process.send_signal(signal.SIGKILL)
     process.wait()
     done_before = len(history.read_text().strip().splitlines()) - 1
-    assert 3 <= done_before < 40
+    assert 3 <= done_before < 12
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     epochs = [int(line.split()[1].split("/")[0]) for line in result.stdout.splitlines() if line.startswith("Epoch ")]
     assert epochs[0] >= done_before, epochs[:3]  # resumed, not restarted
-    assert epochs[-1] == 40
-    assert len(json.loads((run_dir / "history.json").read_text())["loss"]) >= 40
+    assert epochs[-1] == 12
+    assert len(json.loads((run_dir / "history.json").read_text())["loss"]) >= 12
 
 
 def test_diagnose_trained_run_and_untrained_config(trained_run, tmp_path):

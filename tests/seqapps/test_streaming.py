@@ -110,6 +110,27 @@ def test_random_chunks_equal_the_whole_signal(seed):
     np.testing.assert_allclose(flushed["probabilities"].numpy(), whole[:, got.shape[1]:], atol=ATOL)
 
 
+def test_one_hop_chunks_take_the_one_frame_step_and_equal_one_call():
+    """Chunks of one hop (the live case) complete one frame each after the first: the step
+    traced with a static frame count of 1 (no loop, no gathers). With the top_db floor, a
+    pooled window, detection and running CMVN it equals one call on the whole signal."""
+    from seqapps.layers.detection import DetectionSettings
+
+    rng = np.random.default_rng(30)
+    n = 160 * 40
+    signal = (0.3 * rng.standard_normal((2, n))).astype(np.float32)
+    detection = DetectionSettings(average_window_ms=50, threshold=0.0, suppression_ms=0, minimum_count=1)
+    for model, options in ((_audio_model(top_db=30.0), {"window_frames": 5, "detection": detection}),
+                           (_cmvn_model(), {"window_frames": None})):
+        stream = raw_stream(model, **options)
+        got, index, state = _run(stream, signal, [160] * 40)
+        at_once, _, state_at_once = _run(stream, signal, [n])
+        np.testing.assert_array_equal(index[0], np.arange(stream.frames_completed(n)))
+        np.testing.assert_allclose(got, at_once, atol=ATOL)
+        for name in state:
+            np.testing.assert_allclose(state[name], state_at_once[name], rtol=1e-5, atol=ATOL, err_msg=name)
+
+
 def test_one_sample_chunks_and_json_state():
     rng = np.random.default_rng(3)
     model = _audio_model(num_layers=1)
