@@ -98,6 +98,8 @@ class SpeechRawStream(AudioRawStream):
     def _normalise(self, features, valid, done, state, new_state, *, single=False):
         if self.cmvn is None:
             return features
+        if single:
+            return self._normalise_one_frame(features, state, new_state)
         x = tf.cast(features, tf.float32)
         frames = tf.shape(x)[1]
         steps = tf.range(frames)
@@ -137,6 +139,23 @@ class SpeechRawStream(AudioRawStream):
             with_old = tf.concat([old[:, tf.newaxis], running], axis=1)
             new_state[name] = self._at_last_frame(with_old, done, single)
         return normalised
+
+    def _normalise_one_frame(self, features, state, new_state):
+        """The same statistic after one more frame x (every row completed one), as a
+        weighted Welford update: the chunk loop's few ops instead of its running sums.
+        With W the total weight before and W' = beta W + w after (w = 1 cumulative,
+        1 - beta EMA): mean' = mean + w / W' (x - mean), and
+        var' = (beta W (var + (mean - mean')^2) + w (x - mean')^2) / W'."""
+        x = tf.cast(features, tf.float32)[:, 0]
+        beta = self.decay
+        count, mean, variance = state["cmvn_count"], state["cmvn_mean"], state["cmvn_variance"]
+        kept = (beta * self._weight(count))[:, tf.newaxis]  # the old frames' weight now
+        gain = 1.0 if beta == 1.0 else 1.0 - beta
+        total = kept + gain
+        new_mean = mean + (gain / total) * (x - mean)
+        new_variance = (kept * (variance + tf.square(mean - new_mean)) + gain * tf.square(x - new_mean)) / total
+        new_state.update(cmvn_count=count + 1.0, cmvn_mean=new_mean, cmvn_variance=new_variance)
+        return ((x - new_mean) * tf.math.rsqrt(new_variance + self.cmvn.epsilon))[:, tf.newaxis]
 
     def _weight(self, count):
         """The total weight of `count` frames: the count, or 1 - beta^count (the EMA's

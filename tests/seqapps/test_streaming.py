@@ -115,14 +115,18 @@ def test_one_hop_chunks_take_the_one_frame_step_and_equal_one_call():
     traced with a static frame count of 1 (no loop, no gathers). With the top_db floor, a
     pooled window, detection and running CMVN it equals one call on the whole signal."""
     from seqapps.layers.detection import DetectionSettings
+    from seqapps.layers.streaming_speech import SpeechRawStream
 
     rng = np.random.default_rng(30)
     n = 160 * 40
-    signal = (0.3 * rng.standard_normal((2, n))).astype(np.float32)
+    # quiet then loud: a running CMVN that lagged or leaked would show
+    signal = np.concatenate([0.01 * rng.standard_normal((2, n // 2)), 0.5 * rng.standard_normal((2, n // 2))], 1)
+    signal = signal.astype(np.float32)
     detection = DetectionSettings(average_window_ms=50, threshold=0.0, suppression_ms=0, minimum_count=1)
-    for model, options in ((_audio_model(top_db=30.0), {"window_frames": 5, "detection": detection}),
-                           (_cmvn_model(), {"window_frames": None})):
-        stream = raw_stream(model, **options)
+    streams = [raw_stream(_audio_model(top_db=30.0), window_frames=5, detection=detection),
+               raw_stream(_cmvn_model(), window_frames=None),
+               SpeechRawStream(_cmvn_model(), cmvn="ema", window_frames=3)]
+    for stream in streams:
         got, index, state = _run(stream, signal, [160] * 40)
         at_once, _, state_at_once = _run(stream, signal, [n])
         np.testing.assert_array_equal(index[0], np.arange(stream.frames_completed(n)))
