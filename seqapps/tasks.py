@@ -44,6 +44,7 @@ class SequenceModel(keras.Model):
         recurrent_initializer="orthogonal",
         dropout: float = 0.1,
         truncate_bptt: int | None = None,
+        normalize_preactivation: bool = False,
         pooling: str = "mean",
         hidden_units: int = 0,
         augmentation: keras.layers.Layer | dict | None = None,
@@ -77,12 +78,15 @@ class SequenceModel(keras.Model):
         self.recurrent_initializer = recurrent_initializer
         self.dropout = dropout
         self.truncate_bptt = truncate_bptt
+        if not isinstance(normalize_preactivation, bool):
+            raise invalid_argument("normalize_preactivation", normalize_preactivation, "True or False")
+        self.normalize_preactivation = normalize_preactivation
         self.pooling = pooling
         self.hidden_units = hidden_units
         self.normalization = FeatureNormalization(name="normalization")
         make_layer = Recurrent if recurrent_layer is None else recurrent_layer
-        # truncate_bptt only when set, so keras' own RNN layers work as factories.
-        truncation = {} if truncate_bptt is None else {"truncate_bptt": truncate_bptt}
+        # Recurrent-only options only when set, so keras' own RNN layers work as factories.
+        truncation = self._recurrent_options()
         self.recurrent_layers = [
             make_layer(
                 units,
@@ -165,6 +169,12 @@ class SequenceModel(keras.Model):
             all_states.append(x)
         return all_states
 
+    def _recurrent_options(self) -> dict:
+        options = {} if self.truncate_bptt is None else {"truncate_bptt": self.truncate_bptt}
+        if self.normalize_preactivation:
+            options["normalize_preactivation"] = True
+        return options
+
     # ------------------------------------------------------------------ bidirectional
     def _init_bidirectional(self, bidirectional, merge_mode):
         if not isinstance(bidirectional, bool):
@@ -177,8 +187,8 @@ class SequenceModel(keras.Model):
         # (in processing order) are reversed back so that step t of both directions meet.
         self.backward_layers = [
             Recurrent(self.units, activation=self.activation, recurrent_initializer=self.recurrent_initializer,
-                      truncate_bptt=self.truncate_bptt, return_sequences=True, go_backwards=True,
-                      name=f"recurrent_backward_{i}")
+                      return_sequences=True, go_backwards=True, name=f"recurrent_backward_{i}",
+                      **self._recurrent_options())
             for i in range(self.num_layers)
         ] if bidirectional else []
 
@@ -326,6 +336,7 @@ class SequenceModel(keras.Model):
             "recurrent_initializer": self.recurrent_initializer,
             "dropout": self.dropout,
             "truncate_bptt": self.truncate_bptt,
+            "normalize_preactivation": self.normalize_preactivation,
             "pooling": self.pooling,
             "hidden_units": self.hidden_units,
             "augmentation": None

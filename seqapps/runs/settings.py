@@ -84,6 +84,7 @@ DEFAULTS = {
             "dropout": 0.1,
             "hidden_units": 0,
             "truncate_bptt": None,
+            "normalize_preactivation": False,
             "spec_augment": None,
             "bidirectional": False,
             "merge_mode": "concat",

@@ -85,6 +85,35 @@ def test_stacked_unidirectional_model_still_streams_chunk_by_chunk():
     np.testing.assert_allclose(np.concatenate([first, second], 1), whole, atol=1e-5)
 
 
+def test_normalize_preactivation_reaches_every_layer_and_round_trips(tmp_path):
+    """model.normalize_preactivation: each Recurrent layer-normalises a(n) (NumPy reference
+    of one layer's recursion), the option survives a .keras round trip and still streams."""
+    from seqapps.runs.settings import resolve_settings
+
+    assert resolve_settings("audio")["model"]["normalize_preactivation"] is False
+    model = SequenceClassifier(num_classes=2, input_shape=(None, 3), units=4, num_layers=2, dropout=0.0,
+                               normalize_preactivation=True, bidirectional=True)
+    assert all(layer.normalize_preactivation for layer in model.recurrent_layers + model.backward_layers)
+    layer = model.recurrent_layers[0]
+    x = RNG.normal(size=(2, 6, 3)).astype("float32")
+    w_x, w_s, b = (v.numpy() for v in (layer.kernel, layer.recurrent_kernel, layer.bias))
+    gamma, beta = layer.preactivation_gamma.numpy(), layer.preactivation_beta.numpy()
+    s, expected = np.zeros((2, 4)), []
+    for n in range(6):
+        a = x[:, n] @ w_x + s @ w_s + b
+        z = gamma * (a - a.mean(-1, keepdims=True)) / np.sqrt(a.var(-1, keepdims=True) + 1e-3) + beta
+        s = np.tanh(z)
+        expected.append(s)
+    np.testing.assert_allclose(layer(x).numpy(), np.stack(expected, 1), atol=1e-5)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    assert loaded.normalize_preactivation is True
+    np.testing.assert_allclose(loaded.predict({"features": x}, verbose=0), model.predict({"features": x}, verbose=0),
+                               atol=1e-6)
+    with pytest.raises(ConfigError, match="`normalize_preactivation`"):
+        SequenceClassifier(num_classes=2, input_shape=(None, 3), normalize_preactivation="yes")
+
+
 def test_bad_model_settings_name_the_argument():
     with pytest.raises(ConfigError, match="`merge_mode`"):
         SequenceClassifier(num_classes=2, input_shape=(None, 3), bidirectional=True, merge_mode="mul")
