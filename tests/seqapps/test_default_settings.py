@@ -10,6 +10,8 @@ def test_audio_defaults_are_the_speaker_independent_choice():
     assert settings["data"]["normalization"] == "utterance"
     assert settings["model"]["activation"] == "relu"
     assert settings["model"]["recurrent_initializer"] == "identity"
+    assert settings["model"]["spec_augment"] == {}  # SpecAugment with its own defaults
+    assert settings["training"]["epochs"] == 40
     # The rest of the common model section is untouched by the audio changes.
     assert settings["model"]["units"] == 128
     assert settings["model"]["pooling"] == "mean"
@@ -19,6 +21,7 @@ def test_video_keeps_the_common_model_defaults():
     settings = resolve_settings("video")
     assert settings["model"]["activation"] == "tanh"
     assert settings["model"]["recurrent_initializer"] == "orthogonal"
+    assert settings["model"]["spec_augment"] is None and settings["training"]["epochs"] == 30
     assert settings["data"]["features"] == ["difference"]
     assert settings["data"]["pixel_size"] == [8, 8]
 
