@@ -75,6 +75,9 @@ FEATURE_SETS = {
     "flow grid 2x2": {"features": ["flow"]},
     "flow grid 8x8": {"features": ["flow"]},
     "flow 16x16 grid 4x4": {"features": ["flow"]},
+    "flow grid 2x2+difference 8x8": {"features": ["flow", "difference"], "pixel_size": [8, 8]},
+    "flow grid 2x2+motion+difference 8x8": {"features": ["flow", "motion", "difference"], "pixel_size": [8, 8]},
+    "flow grid 1x1+difference 8x8": {"features": ["flow", "difference"], "pixel_size": [8, 8]},
 }
 # name -> FrameFlow arguments other than the defaults (not data settings: `flow` has none)
 FLOW_OPTIONS = {
@@ -83,6 +86,9 @@ FLOW_OPTIONS = {
     "flow grid 2x2": {"grid": (2, 2)},
     "flow grid 8x8": {"grid": (8, 8)},
     "flow 16x16 grid 4x4": {"size": (16, 16)},
+    "flow grid 2x2+difference 8x8": {"grid": (2, 2)},
+    "flow grid 2x2+motion+difference 8x8": {"grid": (2, 2)},
+    "flow grid 1x1+difference 8x8": {"grid": (1, 1)},
 }
 SIZE, N_FRAMES, FPS = 64, 24, 12
 
