@@ -64,7 +64,11 @@ class FrameFlow(_FrameLayer):
             term makes their flow shrink to zero (or to the normal flow of the edge)
             instead of amplifying noise. 1e-3 is the mean squared gradient of one sharp
             edge of contrast 0.13 crossing a cell 8 pixels wide (contrast**2 / 16), and
-            some 20x that of sensor noise of std 10/255 after a 2x area resize.
+            some 20x that of sensor noise of std 10/255 after a 2x area resize. The
+            price: weakly textured cells report part of their motion (a blob moving
+            1 px per frame gives 0.4 at contrast 0.4, 0.6 at contrast 0.6), so u, v are
+            a contrast-weighted speed; 1e-4 and 1e-2 scored no better in
+            benchmarks/video_suite.py.
 
     >>> import numpy as np
     >>> FrameFlow(size=(8, 8), grid=(2, 4))(np.zeros((2, 5, 48, 64, 3), np.uint8)).shape

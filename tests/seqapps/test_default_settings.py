@@ -19,7 +19,7 @@ def test_video_keeps_the_common_model_defaults():
     settings = resolve_settings("video")
     assert settings["model"]["activation"] == "tanh"
     assert settings["model"]["recurrent_initializer"] == "orthogonal"
-    assert settings["data"]["features"] == ["difference"]
+    assert settings["data"]["features"] == ["flow", "motion", "difference"]
     assert settings["data"]["pixel_size"] == [8, 8]
 
 
