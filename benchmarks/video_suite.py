@@ -27,6 +27,7 @@ Writes bench_out/video_suite.json after every run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import os
@@ -63,6 +64,31 @@ FEATURE_SETS = {
     "motion+difference 16x16": {"features": ["motion", "difference"], "pixel_size": [16, 16]},
     "pixels+difference 16x16": {"features": ["pixels", "difference"], "pixel_size": [16, 16]},
     "histogram+difference 16x16": {"features": ["histogram", "difference"], "pixel_size": [16, 16]},
+    # `flow` is FrameFlow with its layer defaults (32x32 frames, 4x4 cells, regularization
+    # 1e-3); pixel_size is difference's. FLOW_OPTIONS rows try other FrameFlow arguments.
+    "flow 32x32 grid 4x4": {"features": ["flow"]},
+    "flow+difference 8x8": {"features": ["flow", "difference"], "pixel_size": [8, 8]},
+    "flow+motion": {"features": ["flow", "motion"]},
+    "flow+motion+difference 8x8": {"features": ["flow", "motion", "difference"], "pixel_size": [8, 8]},
+    "flow reg 1e-4": {"features": ["flow"]},
+    "flow reg 1e-2": {"features": ["flow"]},
+    "flow grid 2x2": {"features": ["flow"]},
+    "flow grid 8x8": {"features": ["flow"]},
+    "flow 16x16 grid 4x4": {"features": ["flow"]},
+    "flow grid 2x2+difference 8x8": {"features": ["flow", "difference"], "pixel_size": [8, 8]},
+    "flow grid 2x2+motion+difference 8x8": {"features": ["flow", "motion", "difference"], "pixel_size": [8, 8]},
+    "flow grid 1x1+difference 8x8": {"features": ["flow", "difference"], "pixel_size": [8, 8]},
+}
+# name -> FrameFlow arguments other than the defaults (not data settings: `flow` has none)
+FLOW_OPTIONS = {
+    "flow reg 1e-4": {"regularization": 1e-4},
+    "flow reg 1e-2": {"regularization": 1e-2},
+    "flow grid 2x2": {"grid": (2, 2)},
+    "flow grid 8x8": {"grid": (8, 8)},
+    "flow 16x16 grid 4x4": {"size": (16, 16)},
+    "flow grid 2x2+difference 8x8": {"grid": (2, 2)},
+    "flow grid 2x2+motion+difference 8x8": {"grid": (2, 2)},
+    "flow grid 1x1+difference 8x8": {"grid": (1, 1)},
 }
 SIZE, N_FRAMES, FPS = 64, 24, 12
 
@@ -181,6 +207,20 @@ def write_task(task: str, *, per_class: int, seed: int, root: Path = DATA) -> li
 # --------------------------------------------------------------------------- training
 
 
+@contextlib.contextmanager
+def flow_options(options: dict):
+    """`data.features: ["flow"]` builds FrameFlow(**options) inside (for FLOW_OPTIONS rows)."""
+    from seqapps.layers import video_flow
+
+    original = video_flow.FrameFlow
+    video_flow.FrameFlow = type("FrameFlow", (original,), {"__init__": lambda self, **kw: original.__init__(
+        self, **{**options, **kw})})
+    try:
+        yield
+    finally:
+        video_flow.FrameFlow = original
+
+
 def features_of(frames: np.ndarray, settings: dict, n_classes: int) -> np.ndarray:
     """[clips, N_FRAMES, F] from the frontend `seqapps train video` would build."""
     from seqapps.runs.train import build_model
@@ -261,7 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     per_class = args.train_per_class + args.test_per_class
     result = {"command": " ".join(["benchmarks/video_suite.py", *(argv if argv is not None else sys.argv[1:])]),
               "settings": base, "train_per_class": args.train_per_class, "test_per_class": args.test_per_class,
-              "epochs": base["training"]["epochs"], "seeds": seeds, "feature_sets": {n: FEATURE_SETS[n] for n in names},
+              "epochs": base["training"]["epochs"], "seeds": seeds, "feature_sets": {n: {**FEATURE_SETS[n], **({"flow": FLOW_OPTIONS[n]} if n in FLOW_OPTIONS else {})}
+                               for n in names},
               "tasks": {t: {} for t in tasks}}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -276,9 +317,10 @@ def main(argv: list[str] | None = None) -> int:
             for name in names:
                 settings = copy.deepcopy(base)
                 settings["data"].update(FEATURE_SETS[name])
-                x = features_of(frames, settings, len(TASKS[task]))
-                run = train_and_test(settings, x[train], labels[train], x[test], labels[test],
-                                     n_classes=len(TASKS[task]), seed=seed)
+                with flow_options(FLOW_OPTIONS.get(name, {})):
+                    x = features_of(frames, settings, len(TASKS[task]))
+                    run = train_and_test(settings, x[train], labels[train], x[test], labels[test],
+                                         n_classes=len(TASKS[task]), seed=seed)
                 result["tasks"][task].setdefault(name, []).append(run)
                 print(f"seed {seed} {task:10s} {name:28s} acc {run['accuracy']:.3f} {run['train_seconds']:4.0f} s",
                       flush=True)

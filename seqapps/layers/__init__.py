@@ -23,6 +23,7 @@ from seqapps.layers.initializers import SpectralRadius
 from seqapps.layers.normalization import FeatureNormalization
 from seqapps.layers.recurrent import Recurrent
 from seqapps.layers.speech_frontend import CentreSpeech, SpeechFrontend
+from seqapps.layers.video_flow import FrameFlow
 from seqapps.layers.video_frontends import (
     ColorHistogram,
     FrameDifference,
@@ -56,6 +57,7 @@ __all__ = [
     "ColorHistogram",
     "FrameDifference",
     "FrameMotion",
+    "FrameFlow",
     "FrameEmbedder",
     "FrameFeatures",
     "image_backbone",

@@ -86,6 +86,7 @@ def make_frontend(kind: str, data: dict, *, augmentation: dict | None = None, no
         from seqapps.runs.speech import make_speech_frontend
 
         return make_speech_frontend(data, augmentation=augmentation, noise=noise)
+    from seqapps.layers.video_flow import FrameFlow
     from seqapps.layers.video_frontends import (
         ColorHistogram,
         FrameDifference,
@@ -94,12 +95,15 @@ def make_frontend(kind: str, data: dict, *, augmentation: dict | None = None, no
         FramePixels,
     )
 
+    # `flow` keeps its layer defaults (32x32, 4x4 cells) rather than `pixel_size`: the
+    # gradients need the object's edges resolved, which 8x8 frames blur away.
     makers = {
         "pixels": lambda: FramePixels(size=tuple(data["pixel_size"]), grayscale=data["grayscale"],
                                       normalization=data["pixel_normalization"]),
         "motion": lambda: FrameMotion(grid=(2, 2)),
         "histogram": lambda: ColorHistogram(bins=8),
         "difference": lambda: FrameDifference(size=tuple(data["pixel_size"])),
+        "flow": lambda: FrameFlow(),
     }
     unknown = [name for name in data["features"] if name not in makers]
     if unknown or not data["features"]:
@@ -107,7 +111,10 @@ def make_frontend(kind: str, data: dict, *, augmentation: dict | None = None, no
             f"`data.features` must be a non-empty list drawn from {sorted(makers)}. Received: {data['features']!r}"
         )
     parts = [makers[name]() for name in data["features"]]
-    frontend = parts[0] if len(parts) == 1 else FrameFeatures(layers=parts)
+    # FrameFlow alone goes inside FrameFeatures: seqapps.layers.streaming.raw_stream
+    # streams the frame layers it lists (FrameFlow is not among them yet) and FrameFeatures.
+    alone = len(parts) == 1 and not isinstance(parts[0], FrameFlow)
+    frontend = parts[0] if alone else FrameFeatures(layers=parts)
     height, width = data["size"]
     return frontend, (None, height, width, 3)
 

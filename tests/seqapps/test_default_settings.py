@@ -22,7 +22,7 @@ def test_video_keeps_the_common_model_defaults():
     assert settings["model"]["activation"] == "tanh"
     assert settings["model"]["recurrent_initializer"] == "orthogonal"
     assert settings["model"]["spec_augment"] is None and settings["training"]["epochs"] == 30
-    assert settings["data"]["features"] == ["difference"]
+    assert settings["data"]["features"] == ["flow", "motion", "difference"]
     assert settings["data"]["pixel_size"] == [8, 8]
 
 
