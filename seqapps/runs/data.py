@@ -111,10 +111,7 @@ def make_frontend(kind: str, data: dict, *, augmentation: dict | None = None, no
             f"`data.features` must be a non-empty list drawn from {sorted(makers)}. Received: {data['features']!r}"
         )
     parts = [makers[name]() for name in data["features"]]
-    # FrameFlow alone goes inside FrameFeatures: seqapps.layers.streaming.raw_stream
-    # streams the frame layers it lists (FrameFlow is not among them yet) and FrameFeatures.
-    alone = len(parts) == 1 and not isinstance(parts[0], FrameFlow)
-    frontend = parts[0] if alone else FrameFeatures(layers=parts)
+    frontend = parts[0] if len(parts) == 1 else FrameFeatures(layers=parts)
     height, width = data["size"]
     return frontend, (None, height, width, 3)
 

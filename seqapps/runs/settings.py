@@ -126,7 +126,9 @@ def _merge(base: dict, update: dict, where: str) -> dict:
     for key, value in update.items():
         if key not in base:
             raise ConfigError(f"unknown setting `{where}{key}`; known: {', '.join(sorted(base))}")
-        if isinstance(base[key], dict) and isinstance(value, dict):
+        # An empty dict default (model.spec_augment: {}) holds a layer's own arguments:
+        # replaced whole, like None; the layer names a wrong one.
+        if isinstance(base[key], dict) and base[key] and isinstance(value, dict):
             _merge(base[key], value, f"{where}{key}.")
         else:
             base[key] = value

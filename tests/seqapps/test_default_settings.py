@@ -42,3 +42,9 @@ def test_changes_do_not_leak_between_calls():
     again = resolve_settings("audio")
     assert again["model"]["activation"] == "relu"
     assert again["data"]["normalization"] == "utterance"
+
+
+def test_spec_augment_arguments_replace_the_default_and_none_turns_it_off():
+    settings = resolve_settings("audio", overrides={"model": {"spec_augment": {"freq_mask_width": 2}}})
+    assert settings["model"]["spec_augment"] == {"freq_mask_width": 2}
+    assert resolve_settings("audio", overrides={"model": {"spec_augment": None}})["model"]["spec_augment"] is None

@@ -175,9 +175,12 @@ def _frontend(features):
 def test_flow_feature_in_the_cli_settings():
     frontend, shape = _frontend(["flow"])
     assert shape == (None, 64, 64, 3)
-    # Alone it is wrapped in FrameFeatures (which raw_stream streams); its defaults stay.
-    assert isinstance(frontend, FrameFeatures) and len(frontend.layers) == 1
-    assert isinstance(frontend.layers[0], FrameFlow) and frontend.layers[0].get_config()["grid"] == [4, 4]
+    # Alone it is the frontend itself (raw_stream streams it); its defaults stay.
+    assert isinstance(frontend, FrameFlow) and frontend.get_config()["grid"] == [4, 4]
+    from seqapps.layers.streaming import raw_stream
+    from seqapps.layers.streaming_video import VideoRawStream
+
+    assert isinstance(raw_stream(_video_model(frontend), window_frames=None), VideoRawStream)
     both, _ = _frontend(["flow", "difference"])
     assert [type(layer) for layer in both.layers] == [FrameFlow, FrameDifference]
     assert both.feature_size(3) == 32 + 64
