@@ -18,11 +18,11 @@ $(STAMP): setup.cfg pyproject.toml seqapps/layers/recurrence_kernels.cc
 demo: $(STAMP)
 	$(BIN)/seqapps demo --out demo_out
 
+# Two test workers (CI has 2 cores; tracing and process start-up are single-threaded), each
+# file on one worker so that its module fixtures are built once. A test that hangs fails
+# after 15 min with every thread's stack (pytest-timeout) instead of using up the CI run.
 test: $(STAMP)
 	$(BIN)/ruff check .
-	# Two workers (CI has 2 cores; tracing and process start-up are single-threaded), each
-	# file on one worker so that its module fixtures are built once. A test that hangs fails
-	# after 15 min with every thread's stack (pytest-timeout) instead of using up the CI run.
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile --timeout 900
 
 bench: $(STAMP)
