@@ -17,7 +17,7 @@ import keras
 import tensorflow as tf
 
 from seqapps.errors import invalid_argument
-from seqapps.layers.video_frontends import _check_pair, _fold_time, _FrameLayer, _to_unit
+from seqapps.layers.video_frontends import _check_pair, _FrameLayer, _gray_with_previous
 
 __all__ = ["FrameFlow"]
 
@@ -93,14 +93,9 @@ class FrameFlow(_FrameLayer):
         return 2 * self.grid[0] * self.grid[1]
 
     def call(self, inputs):
-        folded, batch, time = _fold_time(inputs)
-        x = _to_unit(folded)
-        if x.shape[-1] != 1:
-            x = tf.image.rgb_to_grayscale(x)
+        x, previous = _gray_with_previous(inputs, self.size)
+        batch, time = tf.shape(x)[0], tf.shape(x)[1]
         height, width = self.size
-        x = tf.image.resize(x, self.size, method="area")[..., 0]
-        x = tf.reshape(x, tf.stack([batch, time, height, width]))
-        previous = tf.concat([x[:, :1], x[:, :-1]], axis=1)
         mean = 0.5 * (x + previous)
         gx, gy, gt = _gradient(mean, 3), _gradient(mean, 2), x - previous
         products = tf.stack([gx * gx, gy * gy, gx * gy, gx * gt, gy * gt], axis=-1)

@@ -48,6 +48,19 @@ def _to_unit(frames):
     return tf.cast(frames, tf.float32) / 255.0
 
 
+def _gray_with_previous(frames, size):
+    """Frames [batch, time, h, w, c] as gray in [0, 1], area-resized to `size`, and each
+    one's previous frame (the first is its own, so its difference is zero): two tensors
+    [batch, time, size[0], size[1]]. What the motion features start from."""
+    folded, batch, time = _fold_time(frames)
+    x = _to_unit(folded)
+    if x.shape[-1] != 1:
+        x = tf.image.rgb_to_grayscale(x)
+    x = tf.image.resize(x, size, method="area")[..., 0]
+    x = tf.reshape(x, tf.stack([batch, time, size[0], size[1]]))
+    return x, tf.concat([x[:, :1], x[:, :-1]], axis=1)
+
+
 class _FrameLayer(keras.layers.Layer):
     """Shared plumbing: mask pass-through and a [batch, time, features] output shape."""
 
@@ -183,13 +196,9 @@ class FrameDifference(_FrameLayer):
         return self.size[0] * self.size[1]
 
     def call(self, inputs):
-        folded, batch, time = _fold_time(inputs)
-        x = _to_unit(folded)
-        if x.shape[-1] != 1:
-            x = tf.image.rgb_to_grayscale(x)
-        x = tf.image.resize(x, self.size, method="area")
-        x = tf.reshape(x, tf.stack([batch, time, self.size[0] * self.size[1]]))
-        return x - tf.concat([x[:, :1], x[:, :-1]], axis=1)
+        x, previous = _gray_with_previous(inputs, self.size)
+        shape = tf.shape(x)
+        return tf.reshape(x - previous, tf.stack([shape[0], shape[1], self.size[0] * self.size[1]]))
 
     def get_config(self):
         return {**super().get_config(), "size": list(self.size)}
@@ -224,13 +233,8 @@ class FrameMotion(_FrameLayer):
         return 3 * self.grid[0] * self.grid[1]
 
     def call(self, inputs):
-        folded, batch, time = _fold_time(inputs)
-        x = _to_unit(folded)
-        if x.shape[-1] != 1:
-            x = tf.image.rgb_to_grayscale(x)
-        x = tf.image.resize(x, self.size, method="area")[..., 0]
-        x = tf.reshape(x, tf.stack([batch, time, self.size[0], self.size[1]]))
-        previous = tf.concat([x[:, :1], x[:, :-1]], axis=1)
+        x, previous = _gray_with_previous(inputs, self.size)
+        batch, time = tf.shape(x)[0], tf.shape(x)[1]
         diff = tf.abs(x - previous)
         grid_h, grid_w = self.grid
         cell_h, cell_w = self.size[0] // grid_h, self.size[1] // grid_w
