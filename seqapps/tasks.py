@@ -86,7 +86,7 @@ class SequenceModel(keras.Model):
         self.normalization = FeatureNormalization(name="normalization")
         make_layer = Recurrent if recurrent_layer is None else recurrent_layer
         # Recurrent-only options only when set, so keras' own RNN layers work as factories.
-        truncation = self._recurrent_options()
+        options = self._recurrent_options()
         self.recurrent_layers = [
             make_layer(
                 units,
@@ -94,7 +94,7 @@ class SequenceModel(keras.Model):
                 recurrent_initializer=recurrent_initializer,
                 return_sequences=True,
                 name=f"recurrent_{i}",
-                **truncation,
+                **options,
             )
             for i in range(num_layers)
         ]

@@ -100,10 +100,15 @@ class AudioRawStream(_RawStream):
             return np.maximum((padded - self.n_fft) // self.hop + 1, 0)
         return tf.maximum(tf.math.floordiv(padded - self.n_fft, self.hop) + 1, 0)
 
+    @staticmethod
+    def _aligned_start(offset):
+        """Where every row's first new frame starts in `signal` (rows aligned; 0 for no rows)."""
+        return tf.reduce_max(tf.concat([offset, tf.zeros([1], tf.int64)], 0))
+
     def _frames_aligned(self, signal, offset, count):
         # Every row's first new frame at the same place (rows started together): one slice
         # and tf.signal.frame, several times faster than gathering every frame's samples.
-        start = tf.reduce_max(tf.concat([offset, tf.zeros([1], tf.int64)], 0))
+        start = self._aligned_start(offset)
         length = tf.maximum(count - 1, 0) * self.hop + self.n_fft
         frames = tf.signal.frame(signal[:, start:start + length], self.n_fft, self.hop, pad_end=False)
         return frames[:, :count]
@@ -146,7 +151,7 @@ class AudioRawStream(_RawStream):
     def _frames_to_outputs(self, signal, offset, aligned, done, first, state, *, single):
         """(outputs, new state, frame mask, frame index) of the frames this chunk completes."""
         if single:
-            start = tf.reduce_max(tf.concat([offset, tf.zeros([1], tf.int64)], 0))
+            start = self._aligned_start(offset)
             frames = tf.reshape(signal[:, start:start + self.n_fft], [-1, 1, self.n_fft])
             count = tf.constant(1, tf.int64)
             valid = tf.ones_like(done[:, tf.newaxis], tf.bool)

@@ -115,9 +115,8 @@ class SpeechRawStream(AudioRawStream):
         old_second = old_weight * (old_variance + tf.square(old_mean - shift))
         d = (x - shift[:, tf.newaxis]) * tf.cast(valid, tf.float32)[..., tf.newaxis]
         if beta == 1.0:  # cumulative: memory linear in the chunk's frames
-            running_sum = (lambda v: v) if single else (lambda v: tf.cumsum(v, axis=1))  # one frame: itself
-            first = old_first[:, tf.newaxis] + running_sum(d)
-            second = old_second[:, tf.newaxis] + running_sum(d * d)
+            first = old_first[:, tf.newaxis] + tf.cumsum(d, axis=1)
+            second = old_second[:, tf.newaxis] + tf.cumsum(d * d, axis=1)
         else:
             # weights[i, j] = beta^(i - j) for j <= i: the decayed running sums inside the
             # chunk as one matmul (no loop: a loop's fixed cost dominates a 10 ms chunk);
@@ -137,7 +136,7 @@ class SpeechRawStream(AudioRawStream):
                                    ("cmvn_variance", old_variance, variance)):
             # the value after each row's last completed frame (a row completing none keeps its own)
             with_old = tf.concat([old[:, tf.newaxis], running], axis=1)
-            new_state[name] = self._at_last_frame(with_old, done, single)
+            new_state[name] = tf.gather(with_old, done, axis=1, batch_dims=1)
         return normalised
 
     def _normalise_one_frame(self, features, state, new_state):
