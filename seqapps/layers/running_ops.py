@@ -12,6 +12,8 @@ time is slow on CPU, so these use masked maxima and average pooling instead.
 
 from __future__ import annotations
 
+import contextlib
+
 import tensorflow as tf
 
 __all__ = ["matmul_last_axis", "running_max", "window_sums"]
@@ -50,3 +52,32 @@ def running_max(values, *, block: int = 32):
     earlier = tf.reduce_max(tf.where(before, within[:, tf.newaxis, :, -1], lowest), axis=-1)  # [batch, blocks]
     result = tf.maximum(within, earlier[:, :, tf.newaxis])
     return tf.reshape(result, [tf.shape(values)[0], blocks * block])[:, :n]
+
+
+@contextlib.contextmanager
+def functional_conds():
+    """Trace ``tf.cond`` as If ops the runtime keeps, not lowered to Switch/Merge.
+
+    A lowered cond sends a dead tensor through every node of the branch not taken. The
+    streaming step's general branch has about 250 nodes, and the live one-frame step
+    paid for them on every call (about 15% of it on this CPU: benchmarks/streaming.py).
+    The attribute lives in the graph, so a SavedModel keeps it for TF Serving. TF's
+    switch is internal (control_flow_util_v2); where it is gone, conds trace as usual.
+
+    >>> with functional_conds():
+    ...     f = tf.function(lambda x: tf.cond(x > 0, lambda: x, lambda: -x)).get_concrete_function(
+    ...         tf.TensorSpec([], tf.float32))
+    >>> [op.node_def.attr["_lower_using_switch_merge"].b for op in f.graph.get_operations() if op.type.endswith("If")]
+    [False]
+    """
+    try:
+        from tensorflow.python.ops import control_flow_util_v2 as flow
+    except ImportError:  # pragma: no cover - a TensorFlow without the switch
+        yield
+        return
+    before = getattr(flow, "_DISABLE_LOWER_USING_SWITCH_MERGE", False)
+    flow._DISABLE_LOWER_USING_SWITCH_MERGE = True
+    try:
+        yield
+    finally:
+        flow._DISABLE_LOWER_USING_SWITCH_MERGE = before

@@ -62,7 +62,7 @@ from seqapps.layers.detection import (
     detect_in_graph,
     detection_state_spec,
 )
-from seqapps.layers.running_ops import window_sums
+from seqapps.layers.running_ops import functional_conds, window_sums
 from seqapps.layers.speech_frontend import SpeechFrontend
 from seqapps.layers.video_flow import FrameFlow
 
@@ -242,7 +242,8 @@ class _RawStream:
                 return self._step(chunk, inputs, reset)
 
             traced = tf.function(serve, input_signature=list(signature.values()), autograph=False)
-            self._function = _KeywordFunction(traced, names)
+            with functional_conds():  # the live step does not pay for the general branch
+                self._function = _KeywordFunction(traced, names)
         return self._function
 
     def _reset(self, state, reset):
