@@ -39,6 +39,9 @@ def forward_only(inputs, kernel, recurrent_kernel, bias, initial_state, *, activ
     """
     phi = resolve_activation(activation)
     steps, features, units = inputs.shape[1], tf.shape(inputs)[-1], kernel.shape[-1]
+    if steps == 1:  # a stream's one-frame step: no reshapes (their cost is most of it)
+        state = phi(tf.nn.bias_add(tf.matmul(inputs[:, 0], kernel), bias) + tf.matmul(initial_state, recurrent_kernel))
+        return (state[:, tf.newaxis] if return_sequences else None), state
     state, outputs = initial_state, []
     for start in range(0, steps, bptt._PROJECTION_BLOCK):
         stop = min(steps, start + bptt._PROJECTION_BLOCK)

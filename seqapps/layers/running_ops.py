@@ -23,6 +23,8 @@ def matmul_last_axis(values, matrix):
     """``values [..., k] @ matrix [k, n]`` as one 2-D product over all leading axes:
     on CPU a broadcast batched matmul costs several times more for a stream's few frames,
     and ``tf.tensordot`` adds a transpose and shape gathers."""
+    if values.shape.rank == 2:  # already one product (a stream's one-frame step)
+        return tf.linalg.matmul(values, matrix)
     flat = tf.linalg.matmul(tf.reshape(values, [-1, values.shape[-1]]), matrix)
     return tf.reshape(flat, tf.concat([tf.shape(values)[:-1], tf.shape(matrix)[-1:]], 0))
 

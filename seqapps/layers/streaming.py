@@ -285,6 +285,8 @@ class _RawStream:
             return {self.output_name: outputs}, new_state
         name, _ = self._window_layout()
         head, width = self.model.head, self.window_frames
+        if single:
+            return self._window_one_frame(sequences[-1][:, 0], state, frames_before, new_state)
         values = head.per_step_logits(sequences[-1]) if name == "window_logits" else sequences[-1]
         combined = tf.concat([state[name], tf.cast(values, tf.float32)], axis=1)  # [b, width - 1 + frames, ...]
         frames = tf.shape(values)[1]
@@ -292,17 +294,27 @@ class _RawStream:
         position = frames_before[:, tf.newaxis] + tf.range(1, tf.cast(frames, tf.int64) + 1, dtype=tf.int64)
         count = tf.cast(tf.minimum(position, width), sums.dtype)  # before the start: zeros, not states
         pooled = sums / count[..., tf.newaxis]
-        if single:
-            new_state[name] = combined[:, 1:]
-        else:
-            new_state[name] = tf.cond(  # a slice when every row moved as far (a gather is slow)
-                tf.reduce_all(frames_done == frames_done[:1]),
-                lambda: combined[:, tf.reduce_max(tf.concat([frames_done, [0]], 0)):][:, :width - 1],
-                lambda: tf.gather(combined, frames_done[:, tf.newaxis] + tf.range(width - 1, dtype=tf.int64),
-                                  axis=1, batch_dims=1))
+        new_state[name] = tf.cond(  # a slice when every row moved as far (a gather is slow)
+            tf.reduce_all(frames_done == frames_done[:1]),
+            lambda: combined[:, tf.reduce_max(tf.concat([frames_done, [0]], 0)):][:, :width - 1],
+            lambda: tf.gather(combined, frames_done[:, tf.newaxis] + tf.range(width - 1, dtype=tf.int64),
+                              axis=1, batch_dims=1))
         outputs = head.activate(pooled) if name == "window_logits" else head.per_step(pooled)
         outputs = tf.cast(outputs, tf.float32)
         return {self.output_name: outputs}, new_state
+
+    def _window_one_frame(self, last, state, frames_before, new_state):
+        """The window step of `_recur` for one new frame in every row, on 2-D tensors:
+        `last` [batch, units] is the last layer's new state; the window is a sum."""
+        name, _ = self._window_layout()
+        head, width = self.model.head, self.window_frames
+        values = tf.cast(head.per_step_logits(last) if name == "window_logits" else last, tf.float32)
+        combined = tf.concat([state[name], values[:, tf.newaxis]], axis=1)  # [batch, width, ...]
+        count = tf.cast(tf.minimum(frames_before + 1, width), tf.float32)  # fewer at the start
+        pooled = tf.reduce_sum(combined, axis=1) / count[:, tf.newaxis]
+        new_state[name] = combined[:, 1:]
+        outputs = head.activate(pooled) if name == "window_logits" else head.per_step(pooled)
+        return {self.output_name: tf.cast(outputs, tf.float32)[:, tf.newaxis]}, new_state
 
     def _detect(self, outputs, frame_mask, state):
         """Detection outputs and state (empty without `detection`)."""

@@ -140,12 +140,12 @@ class SpeechRawStream(AudioRawStream):
         return normalised
 
     def _normalise_one_frame(self, features, state, new_state):
-        """The same statistic after one more frame x (every row completed one), as a
+        """The same statistic after one more frame x [batch, F] (every row completed one), as a
         weighted Welford update: the chunk loop's few ops instead of its running sums.
         With W the total weight before and W' = beta W + w after (w = 1 cumulative,
         1 - beta EMA): mean' = mean + w / W' (x - mean), and
         var' = (beta W (var + (mean - mean')^2) + w (x - mean')^2) / W'."""
-        x = tf.cast(features, tf.float32)[:, 0]
+        x = tf.cast(features, tf.float32)  # [batch, F]
         beta = self.decay
         count, mean, variance = state["cmvn_count"], state["cmvn_mean"], state["cmvn_variance"]
         kept = (beta * self._weight(count))[:, tf.newaxis]  # the old frames' weight now
@@ -154,7 +154,7 @@ class SpeechRawStream(AudioRawStream):
         new_mean = mean + (gain / total) * (x - mean)
         new_variance = (kept * (variance + tf.square(mean - new_mean)) + gain * tf.square(x - new_mean)) / total
         new_state.update(cmvn_count=count + 1.0, cmvn_mean=new_mean, cmvn_variance=new_variance)
-        return ((x - new_mean) * tf.math.rsqrt(new_variance + self.cmvn.epsilon))[:, tf.newaxis]
+        return (x - new_mean) * tf.math.rsqrt(new_variance + self.cmvn.epsilon)
 
     def _weight(self, count):
         """The total weight of `count` frames: the count, or 1 - beta^count (the EMA's
