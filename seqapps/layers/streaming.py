@@ -115,7 +115,7 @@ class _RawStream:
 
     def __init__(self, model, *, detection: DetectionSettings | None = None, background=(),
                  window_frames: int | str | None = None):
-        for attribute in ("recurrent_states", "head", "num_layers", "units"):
+        for attribute in ("recurrent_states", "head", "num_layers", "units", "task"):
             if not hasattr(model, attribute):
                 raise invalid_argument("model", type(model).__name__, "a seqapps SequenceClassifier or SequenceRegressor")
         if getattr(model, "bidirectional", False):
@@ -123,7 +123,7 @@ class _RawStream:
         self.model = model
         self.frontend = getattr(self, "spectral", model.frontend)  # a SpeechFrontend's spectral layer
         # The names of the other signatures: class probabilities, or regression values.
-        self.output_name = "probabilities" if hasattr(model, "num_classes") else "predictions"
+        self.output_name = "probabilities" if model.task == "classify" else "predictions"
         if detection is not None and self.output_name != "probabilities":
             raise invalid_argument("detection", detection, "None for a regressor (detection needs classes)")
         self.detection = detection
