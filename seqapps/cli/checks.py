@@ -172,11 +172,12 @@ def _train(args) -> str | None:
                          overrides=None if args.epochs is None else {"training": {"epochs": args.epochs}})
     except ConfigError as err:
         return str(err)
-    for data_dir, manifest in ((args.data_dir, args.manifest), (args.test_dir, args.test_manifest)):
-        problem = _source_problem(args.kind, data_dir=data_dir, manifest=manifest, task=args.task)
-        if problem:
-            return problem
-    return creatable_folder_problem(args.run_dir, what="run folder")
+    problem = _source_problem(args.kind, data_dir=args.data_dir, manifest=args.manifest, task=args.task)
+    if problem is None and args.test_dir is not None and args.test_manifest is not None:
+        problem = "give --test-dir or --test-manifest, not both"  # seqapps.runs.data.load_training_source
+    if problem is None and args.test_dir is not None:
+        problem = _source_problem(args.kind, data_dir=args.test_dir, manifest=None, task=args.task)
+    return problem or creatable_folder_problem(args.run_dir, what="run folder")
 
 
 def _evaluate(args) -> str | None:

@@ -57,6 +57,8 @@ def _cases(p):
         (["train", "audio", p["data"], "--test-dir", p["empty"], "--run-dir", p["no_run"]],
          f"seqapps train: error: data folder {p['empty']} has no class sub-folders "
          f"(expected {p['empty']}/CLASS_NAME/file.wav)"),
+        (["train", "audio", p["data"], "--test-dir", p["data"], "--test-manifest", p["x.wav"], "--run-dir",
+          p["no_run"]], "seqapps train: error: give --test-dir or --test-manifest, not both"),
         (["train", "audio", p["data"], "--task", "regress", "--run-dir", p["no_run"]],
          "seqapps train: error: regression needs a --manifest CSV with numeric targets (a folder gives classes)"),
         (["train", "audio", p["data"], "--run-dir", p["no_run"], "--config", p["no_run"] / "c.json"],
@@ -174,6 +176,10 @@ def test_early_checks_say_what_the_library_says(paths):
         == _problem(["evaluate", p["run"], p["data"], "--manifest", p["x.wav"]])
     assert late(run_data.load_source, "audio", data_dir=p["data"], task="regress", report=report) \
         == _problem(["train", "audio", p["data"], "--task", "regress", "--run-dir", p["no_run"]])
+    assert late(run_data.load_training_source, "audio", data_dir=p["data"], test_dir=p["data"],
+                test_manifest=p["x.wav"], report=report) \
+        == _problem(["train", "audio", p["data"], "--test-dir", p["data"], "--test-manifest", p["x.wav"],
+                     "--run-dir", p["no_run"]])
     assert late(diagnose_run) == _problem(["diagnose"])
     assert late(diagnose_run, config_file=p["no_run"] / "c.json") \
         == _problem(["diagnose", "--config", p["no_run"] / "c.json"])
