@@ -22,12 +22,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from seqapps import serving
+from seqapps import recurrent_stack, serving
 from seqapps.errors import ConfigError, invalid_argument
 from seqapps.heads import ClassificationHead, RegressionHead
 from seqapps.layers import windows as windowing
 from seqapps.layers.normalization import FeatureNormalization
-from seqapps.layers.recurrent import Recurrent
 
 
 class SequenceModel(keras.Model):
@@ -54,13 +53,7 @@ class SequenceModel(keras.Model):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if isinstance(recurrent_layer, str):  # a registered name, as get_config writes it
-            recurrent_layer = keras.saving.get_registered_object(recurrent_layer)
-        if recurrent_layer is not None and not callable(recurrent_layer):
-            raise invalid_argument(
-                "recurrent_layer", recurrent_layer, "None, a layer class or a callable returning a layer"
-            )
-        self.recurrent_layer = recurrent_layer
+        self.recurrent_layer = recurrent_stack.resolve_factory(recurrent_layer)
         if not isinstance(num_layers, int) or num_layers < 1:
             raise invalid_argument("num_layers", num_layers, "an integer >= 1")
         if isinstance(frontend, dict):
@@ -84,22 +77,15 @@ class SequenceModel(keras.Model):
         self.pooling = pooling
         self.hidden_units = hidden_units
         self.normalization = FeatureNormalization(name="normalization")
-        make_layer = Recurrent if recurrent_layer is None else recurrent_layer
-        # Recurrent-only options only when set, so keras' own RNN layers work as factories.
-        options = self._recurrent_options()
-        self.recurrent_layers = [
-            make_layer(
-                units,
-                activation=activation,
-                recurrent_initializer=recurrent_initializer,
-                return_sequences=True,
-                name=f"recurrent_{i}",
-                **options,
-            )
-            for i in range(num_layers)
-        ]
+        stack = dict(num_layers=num_layers, activation=activation, recurrent_initializer=recurrent_initializer,
+                     options=self._recurrent_options())
+        self.recurrent_layers = recurrent_stack.make_layers(self.recurrent_layer, units, **stack)
         self.between = [keras.layers.Dropout(dropout) for _ in range(num_layers)] if dropout else []
-        self._init_bidirectional(bidirectional, merge_mode)
+        recurrent_stack.check_bidirectional(bidirectional, merge_mode)
+        self.bidirectional, self.merge_mode = bidirectional, merge_mode
+        # The same factory reads each level backwards too (seqapps.recurrent_stack).
+        self.backward_layers = recurrent_stack.make_layers(
+            self.recurrent_layer, units, backward=True, **stack) if bidirectional else []
         self.head = self._make_head()
 
     # The model is built at construction from `input_shape`, so a loaded .keras file finds
@@ -165,48 +151,29 @@ class SequenceModel(keras.Model):
                 x = self.between[i](x, training=training)
             initial = None if initial_states is None else initial_states[i]
             forward = layer(x, mask=mask, initial_state=initial, training=training)
-            x = self._merge_backward(i, forward, x, mask, training) if self.bidirectional else forward
+            if self.bidirectional:
+                backward = self.backward_layers[i](x, mask=mask, training=training)
+                forward = recurrent_stack.merge(forward, backward, self.merge_mode)
+            x = forward
             all_states.append(x)
         return all_states
 
     def _recurrent_options(self) -> dict:
+        # Recurrent-only options only when set, so keras' own RNN layers work as factories.
         options = {} if self.truncate_bptt is None else {"truncate_bptt": self.truncate_bptt}
         if self.normalize_preactivation:
             options["normalize_preactivation"] = True
         return options
 
-    # ------------------------------------------------------------------ bidirectional
-    def _init_bidirectional(self, bidirectional, merge_mode):
-        if not isinstance(bidirectional, bool):
-            raise invalid_argument("bidirectional", bidirectional, "True or False")
-        if merge_mode not in ("concat", "sum"):
-            raise invalid_argument("merge_mode", merge_mode, "'concat' or 'sum'")
-        self.bidirectional = bidirectional
-        self.merge_mode = merge_mode
-        # A second plain Recurrent per layer reads the sequence from its end; its outputs
-        # (in processing order) are reversed back so that step t of both directions meet.
-        self.backward_layers = [
-            Recurrent(self.units, activation=self.activation, recurrent_initializer=self.recurrent_initializer,
-                      return_sequences=True, go_backwards=True, name=f"recurrent_backward_{i}",
-                      **self._recurrent_options())
-            for i in range(self.num_layers)
-        ] if bidirectional else []
-
     @property
     def layer_width(self) -> int:
         """Width of each layer's output: units, or 2 * units for concatenated directions."""
-        return 2 * self.units if self.bidirectional and self.merge_mode == "concat" else self.units
+        return recurrent_stack.layer_width(self.units, bidirectional=self.bidirectional, merge_mode=self.merge_mode)
 
     @property
     def can_stream(self) -> bool:
         """False for a bidirectional model: its backward direction needs the whole future."""
         return not self.bidirectional
-
-    def _merge_backward(self, i, forward, inputs, mask, training):
-        backward = tf.reverse(self.backward_layers[i](inputs, mask=mask, training=training), [1])
-        if self.merge_mode == "sum":
-            return forward + backward
-        return tf.concat([forward, backward], axis=-1)
 
     def call(self, inputs, training=None):
         features, mask = self.features_and_mask(inputs, training=training)
@@ -342,24 +309,10 @@ class SequenceModel(keras.Model):
             "augmentation": None
             if self.augmentation is None
             else keras.saving.serialize_keras_object(self.augmentation),
-            **self._recurrent_layer_config(),
+            **recurrent_stack.factory_config(self.recurrent_layer),
             "bidirectional": self.bidirectional,
             "merge_mode": self.merge_mode,
         }
-
-    def _recurrent_layer_config(self) -> dict:
-        """{} for the default Recurrent (so older .keras files and new ones look alike),
-        else the factory's registered name."""
-        if self.recurrent_layer is None:
-            return {}
-        name = keras.saving.get_registered_name(self.recurrent_layer)
-        if keras.saving.get_registered_object(name) is not self.recurrent_layer:
-            raise invalid_argument(
-                "recurrent_layer", self.recurrent_layer,
-                "a class registered with keras.saving.register_keras_serializable "
-                "for the model to be saved",
-            )
-        return {"recurrent_layer": name}
 
     @classmethod
     def from_config(cls, config):
@@ -390,9 +343,9 @@ class SequenceClassifier(SequenceModel):
             (units, *, activation, recurrent_initializer, return_sequences, name, and
             truncate_bptt when set), e.g. keras.layers.GRU or functools.partial(
             Recurrent, implementation="graph"). Saving needs a registered class.
-        bidirectional: add a second Recurrent per layer reading the sequence backwards
-            (go_backwards=True, outputs reversed back so step t meets step t); such a
-            model cannot stream (`can_stream` is False, no stream signature in exports).
+        bidirectional: add a second layer per level from the same factory, reading the
+            sequence backwards (go_backwards=True, outputs reversed back so step t meets
+            step t); such a model cannot stream (`can_stream` is False, no stream signature).
         merge_mode: "concat" (layer width 2 * units) or "sum" of the two directions.
 
     Example:

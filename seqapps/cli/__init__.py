@@ -11,6 +11,8 @@ import json
 import os
 import sys
 
+from seqapps.cli.checks import usage_problem
+
 # Only the standard library at import time: `seqapps --help` and usage errors never
 # load TensorFlow. Every command imports what it needs inside its handler.
 
@@ -122,11 +124,9 @@ def _listen(args) -> int:
 
 
 def _cross_validate(args, strategy) -> int:
-    from seqapps.errors import ConfigError
     from seqapps.runs.crossval import cross_validate_run
 
-    if args.test_dir or args.test_manifest:
-        raise ConfigError("--folds makes its own held-out groups: leave out --test-dir / --test-manifest")
+    # --folds with --test-dir / --test-manifest is refused by seqapps.cli.checks.
     summary = cross_validate_run(
         args.kind, run_dir=args.run_dir, folds=args.folds, data_dir=args.data_dir, manifest=args.manifest,
         task=args.task, epochs=args.epochs, config_file=args.config, strict=args.strict,
@@ -352,36 +352,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _check_paths(args) -> str | None:
-    """Cheap checks of the paths a command reads, before any heavy import (same words as
-    the library's own errors, which still check everything else)."""
-    data_dir = getattr(args, "data_dir", None)
-    if data_dir is not None and not os.path.isdir(data_dir):
-        state = "is not a folder" if os.path.exists(data_dir) else "does not exist"
-        return f"data folder {data_dir} {state}"
-    manifest = getattr(args, "manifest", None)
-    if manifest is not None and not os.path.isfile(manifest):
-        return f"manifest {manifest} does not exist or is not a file"
-    streaming = getattr(args, "streaming", None)
-    if streaming is not None and not os.path.isfile(streaming):
-        return f"events CSV {streaming} does not exist or is not a file"
-    for flag in ("test_dir", "test_manifest"):
-        path = getattr(args, flag, None)
-        if path is not None and not (os.path.isdir(path) if flag == "test_dir" else os.path.isfile(path)):
-            return f"--{flag.replace('_', '-')} {path} does not exist or is not a {'folder' if flag == 'test_dir' else 'file'}"
-    if args.command in ("train", "evaluate") and data_dir is None and manifest is None and streaming is None:
-        return "give DATA_DIR or --manifest CSV"
-    run_dir = getattr(args, "run_dir", None)
-    if run_dir is not None and os.path.exists(run_dir) and not os.path.isdir(run_dir):
-        return f"run folder {run_dir} is a file, not a folder"
-    return None
-
-
 def main(argv: list[str] | None = None) -> int:
     from seqapps.errors import SeqappsError
 
     args = build_parser().parse_args(argv)
-    problem = _check_paths(args)
+    problem = usage_problem(args)
     if problem:
         print(f"seqapps {args.command}: error: {problem}", file=sys.stderr)
         return 2

@@ -7,7 +7,6 @@ from seqapps.layers.audio_frontends import (
     MFCC,
     LogMelSpectrogram,
     SpecAugment,
-    TrimSilence,
     UtteranceNormalization,
     WaveAugment,
 )
@@ -23,6 +22,7 @@ from seqapps.layers.initializers import SpectralRadius
 from seqapps.layers.normalization import FeatureNormalization
 from seqapps.layers.recurrent import Recurrent
 from seqapps.layers.speech_frontend import CentreSpeech, SpeechFrontend
+from seqapps.layers.trim_silence import TrimSilence
 from seqapps.layers.video_flow import FrameFlow
 from seqapps.layers.video_frontends import (
     ColorHistogram,

@@ -108,6 +108,22 @@ _FULL_UNROLL_MAX = 128
 _PROJECTION_BLOCK = 4
 
 
+def full_unroll_max() -> int:
+    """The longest known length written out with no loop (128, or as `loop_settings` sets it).
+
+    Also the longest inference call that `Recurrent` sends to forward_only.
+
+    >>> full_unroll_max()
+    128
+    """
+    return _FULL_UNROLL_MAX
+
+
+def projection_block() -> int:
+    """Steps per input-projection block in forward_only (4, or as `loop_settings` sets it)."""
+    return _PROJECTION_BLOCK
+
+
 @contextlib.contextmanager
 def loop_settings(*, unroll: int | None = None, full_unroll_max: int | None = None,
                   projection_block: int | None = None) -> Iterator[None]:

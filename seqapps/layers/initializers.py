@@ -36,7 +36,7 @@ class SpectralRadius(keras.initializers.Initializer):
     >>> w = SpectralRadius(radius=1.0, seed=1)((4, 4))
     """
 
-    def __init__(self, radius: float = 1.0, base="glorot_uniform", seed: int | None = None):
+    def __init__(self, *, radius: float = 1.0, base="glorot_uniform", seed: int | None = None):
         if not (isinstance(radius, (int, float)) and radius > 0):
             raise invalid_argument("radius", radius, "a positive number")
         self.radius = float(radius)

@@ -6,9 +6,8 @@ The layer owns its time loop (it is not a cell inside keras.layers.RNN) and its 
 pass. `implementation` chooses it once, as keras.layers.LSTM(use_cudnn=...) does: in
 training steps the compiled kernels of seqapps.layers.bptt_native ("kernels", or "auto"
 where they run), otherwise TF graph loops (seqapps.layers.bptt, "graph"; always for
-inference, export, masks, XLA, other dtypes). Both compute the same numbers. Weights are named as in
-keras.layers.SimpleRNN (`kernel`, `recurrent_kernel`, `bias`), so weights copy across
-with set_weights.
+inference, export, masks, XLA, other dtypes). Both compute the same numbers. Weights are
+named as in keras.layers.SimpleRNN (`kernel`, `recurrent_kernel`, `bias`): set_weights copies them.
 """
 
 from __future__ import annotations
@@ -112,6 +111,7 @@ class Recurrent(keras.layers.Layer):
     def __init__(
         self,
         units: int,
+        *,
         activation="tanh",
         use_bias: bool = True,
         kernel_initializer="glorot_uniform",
@@ -321,7 +321,7 @@ class Recurrent(keras.layers.Layer):
         # truncate_bptt, whose gradient a caller may still take).
         inference_only = (
             not training and plain and self.truncate_bptt is None
-            and steps is not None and 0 < steps <= bptt._FULL_UNROLL_MAX
+            and steps is not None and 0 < steps <= bptt.full_unroll_max()
         )
         if ops is not None or inference_only:
             sequence = tf.reverse(inputs, [1]) if self.go_backwards else inputs

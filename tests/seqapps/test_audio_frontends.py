@@ -274,6 +274,22 @@ LAYERS = [
 ]
 
 
+def test_trim_silence_moved_module_keeps_its_registered_name():
+    """TrimSilence lives in seqapps.layers.trim_silence; the old import path, the package
+    export and the registered name that saved .keras files hold all still lead to it."""
+    from seqapps import layers
+    from seqapps.layers import trim_silence
+
+    assert TrimSilence is layers.TrimSilence is trim_silence.TrimSilence
+    assert keras.saving.get_registered_name(TrimSilence) == "seqapps>TrimSilence"
+    saved_before_the_move = {"module": "seqapps.layers.audio_frontends", "class_name": "TrimSilence",
+                             "registered_name": "seqapps>TrimSilence",
+                             "config": {"name": "trim", "top_db": 30.0, "frame_length": 512,
+                                        "hop_length": 128, "amin": 1e-5}}
+    revived = keras.saving.deserialize_keras_object(saved_before_the_move)
+    assert type(revived) is TrimSilence and (revived.top_db, revived.hop_length) == (30.0, 128)
+
+
 @pytest.mark.parametrize("make", LAYERS, ids=lambda f: type(f()).__name__)
 def test_config_round_trip(make):
     layer = make()

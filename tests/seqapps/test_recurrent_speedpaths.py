@@ -190,3 +190,12 @@ def test_inference_takes_forward_only_for_short_known_lengths():
         truncated = Recurrent(5, truncate_bptt=2)
         calls += _recursions(truncated, x[:, :5])
     assert calls == ["recurrence", "recurrence"]
+
+
+def test_public_loop_accessors_follow_loop_settings():
+    """Recurrent reads the forward_only length limit through bptt.full_unroll_max(), so
+    loop_settings (used above) reaches it; the values are the documented defaults."""
+    assert (bptt.full_unroll_max(), bptt.projection_block()) == (128, 4)
+    with bptt.loop_settings(full_unroll_max=8, projection_block=3):
+        assert (bptt.full_unroll_max(), bptt.projection_block()) == (8, 3)
+    assert (bptt.full_unroll_max(), bptt.projection_block()) == (128, 4)

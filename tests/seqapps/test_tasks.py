@@ -200,3 +200,26 @@ def test_recurrent_layer_factory_builds_the_stack(tmp_path):
     with pytest.raises(ConfigError, match="`recurrent_layer`.*registered"):
         SequenceClassifier(num_classes=2, input_shape=(None, 3), units=5,
                            recurrent_layer=lambda units, **kw: Recurrent(units, **kw)).get_config()
+
+
+def test_recurrent_layer_factory_builds_both_directions():
+    """bidirectional=True takes its backward layers from the same factory
+    (go_backwards=True): keras.layers.SimpleRNN both ways answers as the default
+    Recurrent both ways with the same weights."""
+    calls = []
+
+    def simple_rnn(units, **kwargs):
+        calls.append((kwargs["name"], kwargs.get("go_backwards", False)))
+        return keras.layers.SimpleRNN(units, **kwargs)
+
+    model = SequenceClassifier(num_classes=2, input_shape=(None, 3), units=5, num_layers=2, dropout=0.0,
+                               recurrent_layer=simple_rnn, bidirectional=True)
+    assert calls == [("recurrent_0", False), ("recurrent_1", False),
+                     ("recurrent_backward_0", True), ("recurrent_backward_1", True)]
+    assert {type(layer) for layer in model.recurrent_layers + model.backward_layers} == {keras.layers.SimpleRNN}
+    ours = SequenceClassifier(num_classes=2, input_shape=(None, 3), units=5, num_layers=2, dropout=0.0,
+                              bidirectional=True)
+    assert {type(layer) for layer in ours.backward_layers} == {Recurrent}
+    ours.set_weights(model.get_weights())
+    x = {"features": RNG.standard_normal((4, 7, 3)).astype("float32")}
+    np.testing.assert_allclose(model.predict(x, verbose=0), ours.predict(x, verbose=0), atol=1e-5)
