@@ -22,8 +22,8 @@ def forward_only(inputs, kernel, recurrent_kernel, bias, initial_state, *, activ
                  return_sequences=False):
     """The recursion for inference: batch-major, all steps written out, no custom gradient.
 
-    For a known, short length (at most _FULL_UNROLL_MAX steps) and no mask. The input
-    projection is done in blocks of bptt._PROJECTION_BLOCK steps, which run in parallel with
+    For a known, short length (at most bptt.full_unroll_max() steps) and no mask. The input
+    projection is done in blocks of bptt.projection_block() steps, which run in parallel with
     the recursion; nothing is transposed. Differentiating through it works (plain
     autodiff of the written-out steps), but training steps use `recurrence` or the
     compiled kernels, whose backward passes are explicit and faster.
@@ -43,8 +43,9 @@ def forward_only(inputs, kernel, recurrent_kernel, bias, initial_state, *, activ
         state = phi(tf.nn.bias_add(tf.matmul(inputs[:, 0], kernel), bias) + tf.matmul(initial_state, recurrent_kernel))
         return (state[:, tf.newaxis] if return_sequences else None), state
     state, outputs = initial_state, []
-    for start in range(0, steps, bptt._PROJECTION_BLOCK):
-        stop = min(steps, start + bptt._PROJECTION_BLOCK)
+    block_steps = bptt.projection_block()
+    for start in range(0, steps, block_steps):
+        stop = min(steps, start + block_steps)
         block = tf.reshape(inputs[:, start:stop], [-1, features])
         projected = tf.nn.bias_add(tf.matmul(block, kernel), bias)
         for step_input in tf.unstack(tf.reshape(projected, [-1, stop - start, units]), axis=1):

@@ -28,9 +28,10 @@ import keras
 import tensorflow as tf
 
 from seqapps.errors import invalid_argument
-from seqapps.layers.audio_frontends import TrimSilence, UtteranceNormalization
+from seqapps.layers.audio_frontends import UtteranceNormalization
 from seqapps.layers.augmentation import shift_samples
 from seqapps.layers.deltas import Deltas
+from seqapps.layers.trim_silence import TrimSilence
 
 __all__ = ["CentreSpeech", "SpeechFrontend"]
 
