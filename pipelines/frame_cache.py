@@ -372,7 +372,7 @@ def _frame_targets_for(path, example, source_index, report) -> np.ndarray | None
     if len(per_frame) <= int(source_index.max()):
         report.add(
             path,
-            f"{len(per_frame)} per-frame targets for {int(source_index.max()) + 1} frames; "
+            f"too few per-frame targets ({len(per_frame)} for {int(source_index.max()) + 1} frames); "
             "frame targets not cached",
             kept_frames=len(source_index),
         )
