@@ -159,7 +159,7 @@ def make_dataset(kind: str, source, indices, *, data: dict, frontend, batch_size
 
     folder = write_frame_cache(
         source, indices, Path(cache_dir), feature_layer=frontend, fps=data["fps"], size=tuple(data["size"]),
-        report=report,
+        report=report, backend=data.get("video_backend"),
     )
     dataset = read_frame_cache(
         folder, window_frames=data["window_frames"], hop_frames=data["hop_frames"], batch_size=batch_size,
@@ -218,7 +218,8 @@ def clip_predictions(model, kind: str, source, indices, *, data: dict, cache_dir
         from pipelines.frame_cache import read_cached_clips, write_frame_cache
 
         folder = write_frame_cache(source, indices, Path(cache_dir), feature_layer=model.frontend,
-                                   fps=data["fps"], size=tuple(data["size"]), report=report)
+                                   fps=data["fps"], size=tuple(data["size"]), report=report,
+                                   backend=data.get("video_backend"))
         with progress(total=len(indices), description="evaluate", unit="clip") as bar:
             for clip in read_cached_clips(folder):
                 clips.append(int(clip["clip_index"]))
@@ -238,4 +239,5 @@ def decode_file(kind: str, path: str, data: dict) -> np.ndarray:
         return load_audio(path, sample_rate=data["sample_rate"])
     from pipelines.video import read_clip
 
-    return read_clip(path, fps=data["fps"], size=tuple(data["size"]))
+    # .get: runs trained before `data.video_backend` existed read with the default.
+    return read_clip(path, fps=data["fps"], size=tuple(data["size"]), backend=data.get("video_backend"))
