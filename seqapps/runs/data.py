@@ -200,13 +200,11 @@ def clip_predictions(model, kind: str, source, indices, *, data: dict, cache_dir
 
     clips, predictions = [], []
     if kind == "audio":
-        from pipelines.audio import decode_files
-
         # Its own report, merged without repeats: in a training run these files were
         # decoded (and reported) once already, for the datasets.
         local = BadInputReport(strict=report.strict)
-        waveforms = decode_files([source.examples[int(i)].path for i in indices],
-                                 sample_rate=data["sample_rate"], report=local)
+        waveforms = _cached_or_decoded([source.examples[int(i)].path for i in indices],
+                                       sample_rate=data["sample_rate"], cache_dir=cache_dir, report=local)
         report.extend(local)
         with progress(total=len(indices), description="evaluate", unit="clip") as bar:
             for index, waveform in zip(indices, waveforms, strict=True):
@@ -229,6 +227,30 @@ def clip_predictions(model, kind: str, source, indices, *, data: dict, cache_dir
         raise ConfigError("no clips to evaluate: every file was skipped (see the bad-input report)")
     clips = np.asarray(clips, dtype=np.int64)
     return clips, np.stack(predictions), all_targets[clips]
+
+
+def _cached_or_decoded(paths: list[str], *, sample_rate: int, cache_dir, report: BadInputReport) -> list:
+    """Waveforms of `paths` (None for bad files): read back from the waveform cache the
+    datasets built (a training run's val and test splits) when there is one, else decoded.
+
+    The progress line says which: ``read audio cache`` or ``decode audio``.
+    """
+    from pipelines.audio import build_cache, cache_key, decode_files
+    from pipelines.progress import progress
+
+    key = cache_key(paths, sample_rate=sample_rate)
+    if cache_dir is None or not (Path(cache_dir) / f"audio-{key}" / "manifest.json").is_file():
+        return decode_files(paths, sample_rate=sample_rate, report=report)
+    # A hit (an incomplete folder is decoded and cached again first, saying so).
+    folder, meta = build_cache(paths, cache_dir=cache_dir, sample_rate=sample_rate, report=report)
+    spec = {"waveform": tf.io.FixedLenFeature([], tf.string), "position": tf.io.FixedLenFeature([], tf.int64)}
+    waveforms: list = [None] * len(paths)
+    records = tf.data.TFRecordDataset([os.fspath(folder / name) for name in meta["shards"]])
+    with progress(total=len(meta["positions"]), description="read audio cache", unit="file") as bar:
+        for record in records.map(lambda r: tf.io.parse_single_example(r, spec)).as_numpy_iterator():
+            waveforms[int(record["position"])] = np.frombuffer(record["waveform"], dtype=np.float32)
+            bar.update(1)
+    return waveforms
 
 
 def decode_file(kind: str, path: str, data: dict) -> np.ndarray:

@@ -114,3 +114,36 @@ def test_split_csv_keeps_files_rejected_at_listing_and_reads_back(tmp_path):
     report = BadInputReport()
     back = read_split(tmp_path / "split.csv", report=report)
     assert [(e.path, e.split) for e in back.examples] == [(str(a), "train"), (str(b), "val")]
+
+
+def test_evaluation_reads_the_waveform_cache_and_says_so(tmp_path, monkeypatch, capsys):
+    """A training run's val/test clips are read back from its cache ("read audio cache"),
+    the same samples decode_files gives; without a cache they are decoded ("decode audio")."""
+    import soundfile
+
+    from pipelines.audio import build_cache, decode_files
+    from seqapps.runs.data import _cached_or_decoded
+
+    rng = np.random.default_rng(1)
+    paths = []
+    for k, seconds in enumerate([0.5, 0.3, 0.7]):
+        paths.append(str(tmp_path / f"c{k}.wav"))
+        soundfile.write(paths[-1], (0.1 * rng.standard_normal(int(22050 * seconds))).astype(np.float32), 22050)
+    (tmp_path / "bad.wav").write_bytes(b"")
+    paths.insert(1, str(tmp_path / "bad.wav"))
+    monkeypatch.setenv("SEQAPPS_PROGRESS", "1")
+    expected = decode_files(paths, sample_rate=16000, report=BadInputReport())
+    build_cache(paths, cache_dir=tmp_path / "cache", sample_rate=16000, report=BadInputReport())
+    capsys.readouterr()
+    report = BadInputReport()
+    cached = _cached_or_decoded(paths, sample_rate=16000, cache_dir=tmp_path / "cache", report=report)
+    err = capsys.readouterr().err
+    assert "read audio cache: 3 files in " in err and "decode audio" not in err
+    assert [os.path.basename(e["path"]) for e in report.skipped] == ["bad.wav"]
+    assert cached[1] is None and expected[1] is None
+    for got, want in zip(cached, expected, strict=True):
+        if want is not None:
+            np.testing.assert_array_equal(got, want)
+    decoded = _cached_or_decoded(paths, sample_rate=16000, cache_dir=tmp_path / "other", report=BadInputReport())
+    assert "decode audio: 4 files in " in capsys.readouterr().err
+    np.testing.assert_array_equal(decoded[2], expected[2])
