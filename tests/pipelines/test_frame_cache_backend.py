@@ -91,3 +91,19 @@ def test_a_cache_hit_reports_the_skipped_files_again(clips, tmp_path):
     assert again.entries == first.entries
     with pytest.raises(Exception, match="notes.avi"):  # strict: the first skipped file is an error
         write_frame_cache(clips, None, tmp_path / "cache", report=None, **common)
+
+
+def test_opencv_prints_no_raw_ffmpeg_log(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    (tmp_path / "notes.mp4").write_text("not a video\n" * 30)
+    code = ("from pipelines.report import BadInputReport; from pipelines.video import read_clip; r = BadInputReport(); "
+            f"print(read_clip({str(tmp_path / 'notes.mp4')!r}, backend='opencv', report=r), r.entries[0]['reason'])")
+    env = {k: v for k, v in os.environ.items() if k != "OPENCV_FFMPEG_LOGLEVEL"}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "None cannot be opened as a video (unreadable or not a video file)"
+    assert "moov atom" not in result.stderr
