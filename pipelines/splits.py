@@ -195,8 +195,9 @@ def write_split(path: str | os.PathLike, source: DataSource, split: dict[str, li
                 writer.writerow(row)
                 written.add(e.path)
         classes = set(source.class_names or []) if source.task == "classify" else set()
+        listed = written | {e.path for e in source.examples}
         for file, reason in sorted((skipped or {}).items()):
-            if file in written or file in {e.path for e in source.examples}:
+            if file in listed:
                 continue
             folder = os.path.basename(os.path.dirname(file))
             row = [file, folder if folder in classes else "", "", ""]
