@@ -45,7 +45,7 @@ from pipelines.frame_cache_reader import (  # the reader; its names stay importa
 )
 from pipelines.progress import progress
 from pipelines.report import BadInputReport
-from pipelines.video import check_options, iter_indexed_frames
+from pipelines.video import BACKENDS, DEFAULT_BACKEND, check_options, iter_indexed_frames
 from pipelines.video_dataset import (
     example_path,
     examples_and_labels,
@@ -194,6 +194,7 @@ def write_frame_cache(
     context_frames: int = 1,
     quantize: tuple[float, float] | None = None,
     feature_key: str = "rgb",
+    backend: str | None = None,
 ) -> Path:
     """Decode clips, compute frame features with a Keras layer, write SequenceExamples.
 
@@ -214,6 +215,9 @@ def write_frame_cache(
         quantize: (low, high) to store each frame's features as bytes (4x smaller,
             YouTube-8M style); None stores float32.
         feature_key: name of the feature list.
+        backend: the frame reader, ``"pyav"`` or ``"opencv"`` (``pipelines.video.BACKENDS``;
+            None: ``DEFAULT_BACKEND``). Part of the cache key: the readers may differ in
+            timestamps and in what they can open.
 
     Returns:
         The cache folder (holding ``shard-XXXXX-of-YYYYY.tfrecord`` and ``manifest.json``).
@@ -231,6 +235,9 @@ def write_frame_cache(
         raise invalid_argument("context_frames", context_frames, "an integer in [0, chunk_frames)")
     if quantize is not None and not (len(quantize) == 2 and quantize[0] < quantize[1]):
         raise invalid_argument("quantize", quantize, "None or a (low, high) pair with low < high")
+    backend = DEFAULT_BACKEND if backend is None else backend
+    if backend not in BACKENDS:
+        raise invalid_argument("backend", backend, f"one of {BACKENDS}")
     report = BadInputReport(strict=True) if report is None else report
     examples, labels = examples_and_labels(source, indices)
     # clip_index is the example's index in the source (as in pipelines.audio), so the
@@ -242,13 +249,22 @@ def write_frame_cache(
         "fps": fps, "size": list(size), "resize_mode": resize_mode, "color": color,
         "allow_partial": allow_partial, "context_frames": context_frames,
         "quantize": None if quantize is None else list(quantize), "feature_key": feature_key,
+        "backend": backend,
     }
     channels = 1 if color == "gray" else 3
     if not feature_layer.built:
         feature_layer.build((None, None, size[0], size[1], channels))
     key = _cache_key(examples, labels, settings, feature_layer)
     out_dir = Path(out_dir)
-    if cache.lookup(out_dir, key, key=key, layout=_LAYOUT) is not None:
+    meta = cache.lookup(out_dir, key, key=key, layout=_LAYOUT)
+    if meta is not None:
+        # The files skipped when the cache was built are skipped again: say so again
+        # (a resumed run's report and split.csv would otherwise miss them).
+        bad = meta.get("bad_inputs", [])
+        skipped = [e for e in bad if "kept_frames" not in e]
+        if report.strict and skipped:
+            raise BadMediaError(skipped[0]["path"], skipped[0]["reason"])
+        report.extend(bad)
         return out_dir / key
     compute = _feature_function(feature_layer, channels)
     local_report = BadInputReport(strict=report.strict)
@@ -262,6 +278,7 @@ def write_frame_cache(
             frames = iter_indexed_frames(
                 example_path(example), fps=fps, size=size, resize_mode=resize_mode,
                 color=color, max_frames=None, report=local_report, allow_partial=allow_partial,
+                backend=backend,
             )
             try:
                 for chunk, index in _chunks(frames, chunk_frames - context_frames):
@@ -372,7 +389,7 @@ def _frame_targets_for(path, example, source_index, report) -> np.ndarray | None
     if len(per_frame) <= int(source_index.max()):
         report.add(
             path,
-            f"{len(per_frame)} per-frame targets for {int(source_index.max()) + 1} frames; "
+            f"too few per-frame targets ({len(per_frame)} for {int(source_index.max()) + 1} frames); "
             "frame targets not cached",
             kept_frames=len(source_index),
         )

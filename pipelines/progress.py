@@ -39,8 +39,11 @@ class _Progress:
         if self.enabled and _is_terminal(self.stream):
             from tqdm.auto import tqdm
 
+            # A terminal that reports 0 columns (a pty nobody sized: `script`, some CI
+            # runners) makes tqdm draw nothing at all; draw 80 columns there instead.
+            width = None if _columns(self.stream) else 80
             self._bar = tqdm(total=self.total, desc=self.description, unit=self.unit, file=self.stream,
-                             dynamic_ncols=True, leave=True)
+                             dynamic_ncols=width is None, ncols=width, leave=True)
         return self
 
     def update(self, n: int = 1) -> None:
@@ -65,6 +68,13 @@ def _is_terminal(stream) -> bool:
         return stream.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+def _columns(stream) -> int:
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, ValueError, OSError):
+        return 0
 
 
 def _wanted(enabled: bool | None, total: int | None) -> bool:

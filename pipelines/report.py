@@ -40,17 +40,25 @@ REASON_KINDS = (
     "non-finite samples",
     "permission denied",
     "dangling link",
+    "unreadable link",  # a link loop (ELOOP) and the like
     "not a file",
     "file not found",
     "empty file",
+    "empty path",  # a manifest row without a path
     "not decodable",
+    "cannot be opened",  # "cannot be opened as a video (...)"
+    "cannot be read",  # an OSError while reading the header
+    "cannot read",  # "cannot read as audio with soundfile (...)" (seqapps detect)
     "no decodable frame",
     "only",  # "only N of M declared frames decode"
     "resolution changed",
     "decoding failed",
-    "missing",
+    "no per-frame targets",
+    "too few per-frame targets",
+    "missing",  # "missing label (manifest ... line N)", "missing target:x ..."
 )
-_KIND_NAMES = {"only": "frames missing", "missing": "missing label"}
+_KIND_NAMES = {"only": "frames missing", "missing": "missing label or target",
+               "cannot be opened": "not decodable", "cannot read": "not decodable"}
 
 
 def reason_kind(reason: str) -> str:

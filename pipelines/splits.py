@@ -161,8 +161,10 @@ def write_split(path: str | os.PathLike, source: DataSource, split: dict[str, li
 
     Regression targets go to extra columns ``target:NAME``. With ``skipped`` (path ->
     reason, e.g. from a ``BadInputReport``) a column ``skipped`` holds the reason of each
-    file that was listed but could not be used (empty for the others). ``read_split`` (or
-    ``from_manifest``) reads it back. The file is written atomically.
+    file that was listed but could not be used (empty for the others); a skipped file that
+    is in no split (rejected while listing the folder: an empty file, a dangling link)
+    gets a row after them with an empty split (label: its folder, when that is a class).
+    ``read_split`` (or ``from_manifest``) reads it back. The file is written atomically.
 
     >>> import os, tempfile
     >>> from pipelines.sources import DataSource, Example
@@ -181,6 +183,7 @@ def write_split(path: str | os.PathLike, source: DataSource, split: dict[str, li
     with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(header)
+        written = set()
         for name in SPLITS:
             for i in sorted(int(i) for i in split.get(name, [])):
                 e = source.examples[i]
@@ -190,6 +193,17 @@ def write_split(path: str | os.PathLike, source: DataSource, split: dict[str, li
                 if skipped is not None:
                     row.append(skipped.get(e.path, ""))
                 writer.writerow(row)
+                written.add(e.path)
+        classes = set(source.class_names or []) if source.task == "classify" else set()
+        listed = written | {e.path for e in source.examples}
+        for file, reason in sorted((skipped or {}).items()):
+            if file in listed:
+                continue
+            folder = os.path.basename(os.path.dirname(file))
+            row = [file, folder if folder in classes else "", "", ""]
+            if source.task == "regress":
+                row += [""] * len(source.target_names)
+            writer.writerow(row + [reason])
 
 
 def read_split(path: str | os.PathLike, *, report: BadInputReport | None = None
@@ -216,8 +230,21 @@ def read_split(path: str | os.PathLike, *, report: BadInputReport | None = None
         source.target_names = [c[len(_TARGET_PREFIX):] for c in target_columns]
     else:
         source = from_manifest(manifest, task="classify", report=report)
+    # Rows of files skipped before any split (write_split's rows with an empty split
+    # and a reason) are a record, not examples.
+    rejected = _rejected_rows(manifest)
+    source.examples = [e for e in source.examples if not (e.split is None and e.path in rejected)]
     without = [e.path for e in source.examples if e.split is None]
     if without:
         raise ConfigError(f"split file {manifest}: {len(without)} rows have no split, "
                           f"e.g. {without[0]}")
     return source
+
+
+def _rejected_rows(manifest: str) -> set[str]:
+    """Paths (as ``from_manifest`` resolves them) of rows with a skipped reason and no split."""
+    base = os.path.dirname(manifest)
+    with open(manifest, newline="", encoding="utf-8-sig") as f:
+        rows = list(csv.DictReader(f))
+    return {os.path.normpath(os.path.join(base, os.path.expanduser((r.get("path") or "").strip())))
+            for r in rows if not (r.get("split") or "").strip() and (r.get("skipped") or "").strip()}

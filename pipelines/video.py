@@ -26,6 +26,11 @@ import numpy as np
 from pipelines.report import BadInputReport
 from seqapps.errors import BadMediaError, invalid_argument
 
+# OpenCV's FFmpeg prints its log ("moov atom not found") straight to stderr and reads this
+# once, at its first capture; the reader reports each bad file with a reason instead. A
+# user's own setting wins.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
 RESIZE_MODES = ("crop", "pad")
 COLORS = ("rgb", "bgr", "gray")
 

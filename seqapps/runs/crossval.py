@@ -10,7 +10,10 @@ and is tested on fold k's groups, which it never saw. Written:
                         (MAE, RMSE, R^2 for regression), the per-fold numbers, the score
                         of every group and the hardest groups
   RUN/cv/confusion_matrix.png  the folds' test confusion matrices summed
+  RUN/bad_inputs.json   the run's one bad-input report (every fold decodes the same files)
 
+The bad-input summary is printed once per run, on stderr: when the first fold has decoded
+its splits (together they hold every file), or at the end when every fold was resumed.
 A fold whose metrics.json exists is not trained again (a killed run resumes).
 
 >>> summarise_folds([{"accuracy": 0.5, "macro_f1": 0.4}, {"accuracy": 0.7, "macro_f1": 0.6}],
@@ -68,7 +71,7 @@ def cross_validate(kind: str, source, *, run_dir, folds: int, settings: dict, st
 
     from pipelines.groups import group_folds
     from seqapps.evaluation import plot_confusion_matrix
-    from seqapps.runs.train import train_on_source
+    from seqapps.runs.train import print_report, train_on_source
 
     if any(e.split is not None for e in source.examples):
         raise ConfigError("--folds makes its own group folds: leave out the split column and the separate test set")
@@ -78,6 +81,7 @@ def cross_validate(kind: str, source, *, run_dir, folds: int, settings: dict, st
     held_out = group_folds(source, folds=folds, seed=settings["training"]["seed"])
     keys = CLASSIFICATION_KEYS if source.task == "classify" else REGRESSION_KEYS
     per_fold, groups, confusion = [], {}, None
+    printed = False
     for k, test_indices in enumerate(held_out):
         fold_dir = cv_dir / f"fold_{k}"
         test_set = set(test_indices.tolist())
@@ -87,9 +91,13 @@ def cross_validate(kind: str, source, *, run_dir, folds: int, settings: dict, st
         if metrics_path.exists() and (fold_dir / "group_scores.json").exists():
             metrics = json.loads(metrics_path.read_text())
             fold_groups = json.loads((fold_dir / "group_scores.json").read_text())
+            _merge_saved_report(report, fold_dir / "bad_inputs.json")
         else:
+            # One fold's train, val and test splits hold every file: its decoding tells
+            # the fate of all of them, so only the first fold trained prints the summary.
             metrics = train_on_source(kind, fold_source, run_dir=fold_dir, settings=settings, strategy=strategy,
-                                      report=report, verbose=verbose, noise=noise)
+                                      report=report, verbose=verbose, noise=noise, print_summary=not printed)
+            printed = True
             model = keras.models.load_model(fold_dir / "model.keras")
             fold_groups = _group_scores(model, kind, fold_source, sorted(test_set), settings=settings,
                                         cache_dir=fold_dir / "cache", report=report)
@@ -118,7 +126,20 @@ def cross_validate(kind: str, source, *, run_dir, folds: int, settings: dict, st
         summary["confusion_matrix"] = confusion.tolist()
         plot_confusion_matrix(summary["confusion_matrix"], source.class_names, cv_dir / "confusion_matrix.png")
     write_json(cv_dir / "summary.json", summary)
+    report.save(Path(run_dir) / "bad_inputs.json")
+    if not printed:  # every fold was resumed: the summary is still due once
+        print_report(report)
     return summary
+
+
+def _merge_saved_report(report, path: Path) -> None:
+    """Add a resumed fold's saved bad_inputs.json to `report` (no entry twice)."""
+    if not path.exists():
+        return
+    saved = json.loads(path.read_text())
+    report.extend(saved.get("entries", []))
+    for warning in saved.get("warnings", []):
+        report.warn(warning["message"], path=warning.get("path"))
 
 
 def cross_validate_run(kind: str, *, run_dir, folds: int, data_dir=None, manifest=None, task="classify",

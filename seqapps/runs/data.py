@@ -159,7 +159,7 @@ def make_dataset(kind: str, source, indices, *, data: dict, frontend, batch_size
 
     folder = write_frame_cache(
         source, indices, Path(cache_dir), feature_layer=frontend, fps=data["fps"], size=tuple(data["size"]),
-        report=report,
+        report=report, backend=data.get("video_backend"),
     )
     dataset = read_frame_cache(
         folder, window_frames=data["window_frames"], hop_frames=data["hop_frames"], batch_size=batch_size,
@@ -200,13 +200,11 @@ def clip_predictions(model, kind: str, source, indices, *, data: dict, cache_dir
 
     clips, predictions = [], []
     if kind == "audio":
-        from pipelines.audio import decode_files
-
         # Its own report, merged without repeats: in a training run these files were
         # decoded (and reported) once already, for the datasets.
         local = BadInputReport(strict=report.strict)
-        waveforms = decode_files([source.examples[int(i)].path for i in indices],
-                                 sample_rate=data["sample_rate"], report=local)
+        waveforms = _cached_or_decoded([source.examples[int(i)].path for i in indices],
+                                       sample_rate=data["sample_rate"], cache_dir=cache_dir, report=local)
         report.extend(local)
         with progress(total=len(indices), description="evaluate", unit="clip") as bar:
             for index, waveform in zip(indices, waveforms, strict=True):
@@ -218,7 +216,8 @@ def clip_predictions(model, kind: str, source, indices, *, data: dict, cache_dir
         from pipelines.frame_cache import read_cached_clips, write_frame_cache
 
         folder = write_frame_cache(source, indices, Path(cache_dir), feature_layer=model.frontend,
-                                   fps=data["fps"], size=tuple(data["size"]), report=report)
+                                   fps=data["fps"], size=tuple(data["size"]), report=report,
+                                   backend=data.get("video_backend"))
         with progress(total=len(indices), description="evaluate", unit="clip") as bar:
             for clip in read_cached_clips(folder):
                 clips.append(int(clip["clip_index"]))
@@ -230,6 +229,30 @@ def clip_predictions(model, kind: str, source, indices, *, data: dict, cache_dir
     return clips, np.stack(predictions), all_targets[clips]
 
 
+def _cached_or_decoded(paths: list[str], *, sample_rate: int, cache_dir, report: BadInputReport) -> list:
+    """Waveforms of `paths` (None for bad files): read back from the waveform cache the
+    datasets built (a training run's val and test splits) when there is one, else decoded.
+
+    The progress line says which: ``read audio cache`` or ``decode audio``.
+    """
+    from pipelines.audio import build_cache, cache_key, decode_files
+    from pipelines.progress import progress
+
+    key = cache_key(paths, sample_rate=sample_rate)
+    if cache_dir is None or not (Path(cache_dir) / f"audio-{key}" / "manifest.json").is_file():
+        return decode_files(paths, sample_rate=sample_rate, report=report)
+    # A hit (an incomplete folder is decoded and cached again first, saying so).
+    folder, meta = build_cache(paths, cache_dir=cache_dir, sample_rate=sample_rate, report=report)
+    spec = {"waveform": tf.io.FixedLenFeature([], tf.string), "position": tf.io.FixedLenFeature([], tf.int64)}
+    waveforms: list = [None] * len(paths)
+    records = tf.data.TFRecordDataset([os.fspath(folder / name) for name in meta["shards"]])
+    with progress(total=len(meta["positions"]), description="read audio cache", unit="file") as bar:
+        for record in records.map(lambda r: tf.io.parse_single_example(r, spec)).as_numpy_iterator():
+            waveforms[int(record["position"])] = np.frombuffer(record["waveform"], dtype=np.float32)
+            bar.update(1)
+    return waveforms
+
+
 def decode_file(kind: str, path: str, data: dict) -> np.ndarray:
     """Raw input of one file for prediction: waveform [samples] or frames [time, h, w, 3]."""
     if kind == "audio":
@@ -238,4 +261,5 @@ def decode_file(kind: str, path: str, data: dict) -> np.ndarray:
         return load_audio(path, sample_rate=data["sample_rate"])
     from pipelines.video import read_clip
 
-    return read_clip(path, fps=data["fps"], size=tuple(data["size"]))
+    # .get: runs trained before `data.video_backend` existed read with the default.
+    return read_clip(path, fps=data["fps"], size=tuple(data["size"]), backend=data.get("video_backend"))

@@ -74,6 +74,10 @@ DEFAULTS = {
             "pixel_size": [8, 8],
             "grayscale": True,
             "pixel_normalization": "standardize",
+            # The frame reader (pipelines.video.BACKENDS): FFmpeg through PyAV (exact
+            # timestamps, rotation, codecs OpenCV's build lacks) or OpenCV; measured side
+            # by side in benchmarks/README.md, "Decoding".
+            "video_backend": "pyav",
         },
     },
     "common": {
@@ -154,4 +158,16 @@ def resolve_settings(kind: str, *, config_file: str | os.PathLike | None = None,
         _merge(settings, loaded, "")
     if overrides:
         _merge(settings, overrides, "")
+    _check_choices(kind, settings)
     return settings
+
+
+def _check_choices(kind: str, settings: dict) -> None:
+    """Settings with a fixed set of values, checked before any file is decoded."""
+    if kind == "video":
+        from pipelines.video import BACKENDS
+
+        backend = settings["data"]["video_backend"]
+        if backend not in BACKENDS:
+            raise ConfigError(f"`data.video_backend` must be one of {', '.join(map(repr, BACKENDS))}. "
+                              f"Received: video_backend={backend!r}")

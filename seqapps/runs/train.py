@@ -46,7 +46,9 @@ def _load_or_make_split(run_dir: Path, source, training: dict, write_dir: Path |
     """Reuse RUN/split.csv when resuming, so a resumed run sees the same data."""
     path = run_dir / "split.csv"
     if path.exists():
-        saved = sources.read_split(path)
+        # Its own report: rows of files skipped at listing time are gone again, and
+        # this run's report says so when it lists the folder.
+        saved = sources.read_split(path, report=BadInputReport(strict=False))
         by_path = {e.path: i for i, e in enumerate(source.examples)}
         split = {name: [] for name in sources.SPLITS}
         for example in saved.examples:
@@ -120,8 +122,13 @@ def train_run(kind: str, *, run_dir, data_dir=None, manifest=None, task="classif
 
 
 def train_on_source(kind: str, source, *, run_dir, settings: dict, strategy: tf.distribute.Strategy,
-                    report: BadInputReport, verbose="auto", per_replica_batch: bool = False, noise=None) -> dict:
-    """`train_run` on a loaded source (its split column, if any, is honoured)."""
+                    report: BadInputReport, verbose="auto", per_replica_batch: bool = False, noise=None,
+                    print_summary: bool = True) -> dict:
+    """`train_run` on a loaded source (its split column, if any, is honoured).
+
+    `print_summary`: print the bad-input summary on stderr once every split is decoded;
+    cross-validation passes False for all folds but the first, so a run prints it once.
+    """
     run_dir = Path(run_dir)
     training = settings["training"]
     keras.utils.set_random_seed(training["seed"])
@@ -142,7 +149,7 @@ def train_on_source(kind: str, source, *, run_dir, settings: dict, strategy: tf.
             )
         return _train_and_evaluate(kind, source, split, settings=settings, strategy=strategy, run_dir=run_dir,
                                    out_dir=out_dir, batch_size=batch_size, learning_rate=learning_rate,
-                                   report=report, verbose=verbose, noise=noise)
+                                   report=report, verbose=verbose, noise=noise, print_summary=print_summary)
 
 
 def run_noise(kind: str, settings: dict, data_dir=None):
@@ -154,7 +161,7 @@ def run_noise(kind: str, settings: dict, data_dir=None):
 
 
 def _train_and_evaluate(kind, source, split, *, settings, strategy, run_dir, out_dir, batch_size, learning_rate,
-                        report, verbose, noise=None) -> dict:
+                        report, verbose, noise=None, print_summary=True) -> dict:
     training = settings["training"]
     with strategy.scope():
         model = build_model(kind, source.task, settings, source, noise=noise)
@@ -169,7 +176,7 @@ def _train_and_evaluate(kind, source, split, *, settings, strategy, run_dir, out
     # long part, the one summary is printed here, and split.csv says which were skipped.
     if split["test"]:
         run_data.make_dataset(kind, source, split["test"], shuffle=False, seed=0, **make)
-    _report_decoding(report, out_dir, source, split)
+    _report_decoding(report, out_dir, source, split, print_summary=print_summary)
     model.adapt(train_ds, steps=50)
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         # Every worker builds the same seeded pipeline and keeps its share of each global
@@ -214,12 +221,19 @@ def _train_and_evaluate(kind, source, split, *, settings, strategy, run_dir, out
     return metrics
 
 
-def _report_decoding(report: BadInputReport, out_dir: Path, source, split) -> None:
+def _report_decoding(report: BadInputReport, out_dir: Path, source, split, *, print_summary: bool = True) -> None:
     """Once per run, when every split is decoded: bad_inputs.json, split.csv with the
-    skipped files marked, and one summary on stderr (stdout stays for results)."""
+    skipped files marked (also those rejected while listing, with an empty split), and
+    one summary on stderr (stdout stays for results)."""
     report.save(out_dir / "bad_inputs.json")
     skipped = {e["path"]: e["reason"] for e in report.skipped}
     sources.write_split(out_dir / "split.csv", source, split, skipped=skipped)
+    if print_summary:
+        print_report(report)
+
+
+def print_report(report: BadInputReport) -> None:
+    """The one bad-input summary of a run, on stderr; nothing when all inputs were good."""
     if report.count or report.warnings:
         print(report.summary(), file=sys.stderr, flush=True)
 
