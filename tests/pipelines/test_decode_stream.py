@@ -91,7 +91,7 @@ def test_a_long_file_stays_in_constant_memory(tmp_path):
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert abs(total - 180 * SR) < 0.01 * SR
+    assert abs(total - 180 * SR) < 0.1 * SR  # AAC priming and padding
     assert peak < 5_000_000  # a few 2-s blocks (each 384 kB at 48 kHz), not the 11.5 MB of the output
 
 
