@@ -15,6 +15,7 @@ TensorShape([32, 16000])
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -173,7 +174,7 @@ def audio_dataset(
     if report.count > before:
         new = BadInputReport(entries=report.entries[before:])
         if print_summary:  # off when the caller summarises a whole run once (seqapps.cli)
-            print(new.summary())
+            print(new.summary(), file=sys.stderr)  # stdout stays for machine-readable output
         if report_path is not None:
             new.save(report_path)
 

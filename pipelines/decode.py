@@ -215,6 +215,9 @@ def _enable_ffmpeg_warnings() -> None:
         if getattr(_enable_ffmpeg_warnings, "done", False):
             return
         av.logging.set_level(av.logging.WARNING)
+        # PyAV drops a message equal to the one before: the second decode of the same
+        # truncated MP3 would lose "filesize and duration do not match" and pass as whole.
+        av.logging.set_skip_repeated(False)
         logger = logging.getLogger("libav")
         logger.addHandler(_Collector())
         logger.propagate = False

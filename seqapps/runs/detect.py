@@ -2,10 +2,10 @@
 
 A model is a `seqapps train` run folder (model.keras: the stream is built in-process by
 ``seqapps.layers.streaming.raw_stream``) or an exported SavedModel with a ``stream_raw``
-signature (what TF Serving runs). Files are read block by block with soundfile (WAV, FLAC,
-OGG, MP3 as libsndfile reads them), mixed to mono and resampled chunk by chunk with soxr,
-so memory stays flat whatever the file's length; the stream and ``Recognizer`` see one
-block at a time.
+signature (what TF Serving runs). Files are read block by block with the decoder their
+content calls for (``pipelines.decode_stream``: libsndfile or FFmpeg, as training decodes),
+mixed to mono and resampled chunk by chunk with soxr, so memory stays flat whatever the
+file's length; the stream and ``Recognizer`` see one block at a time.
 
 >>> events = detect_file(load_streaming_model("runs/kws"), "long.wav")  # doctest: +SKIP
 >>> [(e.label, round(e.start, 2)) for e in events.events]  # doctest: +SKIP
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from seqapps.errors import BadMediaError, ConfigError, invalid_argument
+from seqapps.errors import BadMediaError, ConfigError
 from seqapps.layers.detection import DetectionSettings, Event, Recognizer
 
 __all__ = ["StreamingModel", "DetectionResult", "load_streaming_model", "read_blocks", "detect_file",
@@ -102,50 +102,32 @@ def _from_run(run_dir: Path) -> StreamingModel:
     return StreamingModel(step=stream.function, description=stream.describe(), labels=labels, source=str(run_dir))
 
 
-def read_blocks(path: str | Path, *, sample_rate: int, block_seconds: float = 2.0) -> Iterator[np.ndarray]:
+def read_blocks(path: str | Path, *, sample_rate: int, block_seconds: float = 2.0,
+                notes: list[str] | None = None) -> Iterator[np.ndarray]:
     """Mono float32 blocks of about `block_seconds` at `sample_rate`, read with constant memory.
 
-    Channels are averaged (librosa.to_mono); another native rate is resampled by one
-    soxr stream ("HQ", librosa.load's default) across blocks.
+    The decoder is chosen by the file's content as for training (``pipelines.decode_stream``:
+    libsndfile for WAV/FLAC/AIFF/Ogg-Vorbis, FFmpeg for AAC/M4A, MP3, Opus, WebM, video
+    tracks); channels are averaged and another rate is resampled by one soxr stream
+    ("HQ"), giving the samples training decodes. FFmpeg's warnings go to `notes`.
+
+    Raises:
+        BadMediaError: with the true reason (dangling link, permission denied, no audio
+            stream, unsupported codec, truncated, ...).
     """
-    import soundfile
+    from pipelines.decode_stream import stream_audio
 
-    if not block_seconds > 0:
-        raise invalid_argument("block_seconds", block_seconds, "a positive number")
-    path = Path(path)
-    if not path.is_file():
-        raise BadMediaError(path, "file not found")
-    try:
-        info = soundfile.info(str(path))
-    except (RuntimeError, soundfile.LibsndfileError) as err:
-        raise BadMediaError(path, f"cannot read as audio with soundfile ({err})") from None
-    resampler = None
-    if info.samplerate != sample_rate:
-        import soxr
-
-        resampler = soxr.ResampleStream(info.samplerate, sample_rate, 1, dtype="float32", quality="HQ")
-    block = max(1, int(round(block_seconds * info.samplerate)))
-    for data in soundfile.blocks(str(path), blocksize=block, dtype="float32", always_2d=True):
-        mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
-        if not np.all(np.isfinite(mono)):
-            raise BadMediaError(path, "non-finite samples (NaN or inf)")
-        if resampler is not None:
-            mono = resampler.resample_chunk(mono)
-        if len(mono):
-            yield np.ascontiguousarray(mono)
-    if resampler is not None:
-        tail = resampler.resample_chunk(np.zeros(0, np.float32), last=True)
-        if len(tail):
-            yield tail
+    return stream_audio(path, sample_rate=sample_rate, block_seconds=block_seconds, notes=notes)
 
 
 @dataclass
 class DetectionResult:
-    """Events of one recording and its length in seconds."""
+    """Events of one recording, its length in seconds and the decoder's warnings."""
 
     path: str
     duration_seconds: float
     events: list[Event] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 def _recognizer(model: StreamingModel, settings: DetectionSettings, background) -> Recognizer:
@@ -201,11 +183,12 @@ def detect_file(model: StreamingModel, path, *, settings: DetectionSettings | No
             if on_event is not None:
                 on_event(event)
 
-    for block in read_blocks(path, sample_rate=model.sample_rate, block_seconds=block_seconds):
+    for block in read_blocks(path, sample_rate=model.sample_rate, block_seconds=block_seconds,
+                             notes=result.warnings):
         emit(detector.feed(block))
-    emit(detector.finish())
     if detector.samples == 0:
-        raise BadMediaError(path, "no audio samples")
+        raise BadMediaError(path, "no audio samples (zero samples decoded)")
+    emit(detector.finish())
     result.duration_seconds = detector.samples / model.sample_rate
     return result
 

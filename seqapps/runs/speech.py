@@ -147,9 +147,10 @@ def fit_band_to_files(settings: dict, source, *, sample: int = 50) -> float | No
     """Set `data.fmax` to the files' Nyquist frequency when they are recorded below the
     model's rate (e.g. 8 kHz phone speech decoded at 16 kHz): the mel bands above it
     would hold only resampling residue. Only when `fmax` is unset; warns; returns the
-    new fmax or None. Looks at up to `sample` files (soundfile headers, no decoding).
+    new fmax or None. Looks at up to `sample` files (headers only, read by content as
+    decoding does: libsndfile or FFmpeg, whose messages are captured, never printed).
     """
-    import soundfile
+    from pipelines.decode_stream import native_sample_rate
 
     data = settings["data"]
     if data.get("fmax") is not None or not source.examples:
@@ -158,8 +159,8 @@ def fit_band_to_files(settings: dict, source, *, sample: int = 50) -> float | No
     rates = []
     for example in source.examples[::step][:sample]:
         try:
-            rates.append(soundfile.info(example.path).samplerate)
-        except Exception:  # noqa: BLE001 (not readable by soundfile: mp3, broken; decoding reports it)
+            rates.append(native_sample_rate(example.path))
+        except Exception:  # noqa: BLE001 (a bad file: decoding reports it with its reason)
             continue
     if not rates or max(rates) >= data["sample_rate"]:
         return None

@@ -42,6 +42,10 @@ def messy_set(tmp_path_factory):
     wav = sorted(first.glob("*.wav"))[0]
     samples, rate = sf.read(wav, dtype="float32")
     write_audio(first / "phone recording.mp3", samples, sample_rate=rate, codec="aac", container="mp4")  # AAC
+    write_audio(classes[1] / "real.mp3", samples, sample_rate=rate, codec="libmp3lame")  # an MP3 that is one
+    # AAC of noise named .mp3: libsndfile's mpg123 printed "Note: Illegal Audio-MPEG-Header" on it
+    noise = 0.3 * np.random.default_rng(0).standard_normal(len(samples)).astype(np.float32)
+    write_audio(classes[1] / "call.mp3", noise, sample_rate=rate, codec="aac", container="mp4")
     write_video(first / "screen.m4a", np.zeros((4, 32, 48, 3), np.uint8), fps=10)  # no audio stream
     os.symlink(folder / "deleted.wav", first / "moved away.wav")
     (first / "._phone recording.mp3").write_bytes(b"\0\x05\x16\x07 AppleDouble")
@@ -71,11 +75,15 @@ def test_train_skips_only_the_bad_files_and_says_why_once(messy_set, messy_run):
     assert bad["by_reason"] == {"dangling link": 1, "no audio stream": 1} or bad["by_reason"] == {
         "no audio stream": 1, "dangling link": 1}
     assert result.stderr.count("skipped by reason:") == 1 and "Traceback" not in result.stderr
+    # libsndfile's mpg123 printed its notes on the AAC named .mp3 (fit_band_to_files' headers)
+    assert "Note: Illegal" not in result.stderr and "mpg123" not in result.stderr
+    assert "resync" not in result.stderr
     assert "skipped by reason" not in result.stdout
     assert "decode audio: " in result.stderr  # one progress line per decoding stage
     with open(run_dir / "split.csv", newline="", encoding="utf-8") as f:
         rows = {Path(r["path"]).name: r for r in csv.DictReader(f)}
     assert "phone recording.mp3" in rows and rows["phone recording.mp3"]["skipped"] == ""
+    assert rows["real.mp3"]["skipped"] == "" and rows["call.mp3"]["skipped"] == ""
     if "screen.m4a" in rows:  # listed in a split, then skipped: marked so
         assert rows["screen.m4a"]["skipped"].startswith("no audio stream")
     assert "._phone recording.mp3" not in rows and ".DS_Store" not in rows

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -143,6 +144,94 @@ def test_errors_name_the_file(run_dir, tmp_path):
         detect_file(load_streaming_model(run_dir), tmp_path / "text.wav")
     with pytest.raises(ConfigError, match="neither a run folder"):
         load_streaming_model(tmp_path)
+
+
+# --------------------------------------------------------------------------- the files users have
+
+CODED = {
+    # name: (file name, codec, container, encoder rate, channels)
+    "aac named .mp3": ("phone.mp3", "aac", "mp4", 8000, 1),
+    "opus named .ogg": ("voice.ogg", "libopus", "ogg", RATE, 1),
+    "webm opus stereo": ("browser.webm", "libopus", "webm", 48000, 2),
+}
+
+
+def _coded_recording(folder, case, *, seconds=10, bursts=(1.0, 4.2, 7.5)):
+    from pipelines.encode import write_audio
+
+    name, codec, container, rate, channels = CODED[case]
+    signal = 0.6 * _long_recording(folder / f"{name}.source.wav", seconds=seconds, bursts=bursts, rate=rate)
+    write_audio(folder / name, np.stack([signal] * channels), sample_rate=rate, codec=codec, container=container)
+    return folder / name
+
+
+@pytest.mark.parametrize("case", list(CODED))
+def test_detect_reads_lossy_files_as_training_does(run_dir, tmp_path, case):
+    from pipelines.audio import load_audio
+
+    path = _coded_recording(tmp_path, case)
+    # The same audio as a WAV at the model's rate: what training decodes from the coded file.
+    soundfile.write(tmp_path / "same.wav", load_audio(path, sample_rate=RATE), RATE, subtype="FLOAT")
+    model = load_streaming_model(run_dir)
+    coded = detect_file(model, path, settings=SETTINGS, block_seconds=0.7)
+    wav = detect_file(model, tmp_path / "same.wav", settings=SETTINGS, block_seconds=0.7)
+    assert [(e.label, e.start, e.end) for e in coded.events] == [(e.label, e.start, e.end) for e in wav.events]
+    np.testing.assert_allclose([e.score for e in coded.events], [e.score for e in wav.events], atol=1e-6)
+    assert coded.duration_seconds == wav.duration_seconds == pytest.approx(10.0, abs=0.15)  # codec padding
+    assert [e.label for e in coded.events] == ["burst"] * 3
+    np.testing.assert_allclose([e.start for e in coded.events], [1.0, 4.2, 7.5], atol=0.2)
+
+
+def test_detect_gives_the_true_reason(run_dir, tmp_path):
+    from pipelines.encode import write_video
+
+    model = load_streaming_model(run_dir)
+    os.symlink(tmp_path / "deleted.wav", tmp_path / "moved.wav")
+    with pytest.raises(BadMediaError) as info:
+        detect_file(model, tmp_path / "moved.wav")
+    assert info.value.reason == f"dangling link (points to {tmp_path / 'deleted.wav'}, which does not exist)"
+    write_video(tmp_path / "screen.mp4", np.zeros((4, 32, 48, 3), np.uint8), fps=10)
+    with pytest.raises(BadMediaError) as info:
+        detect_file(model, tmp_path / "screen.mp4")
+    assert info.value.reason == "no audio stream (the file holds: video h264)"
+    soundfile.write(tmp_path / "none.wav", np.zeros(0, np.float32), RATE)
+    with pytest.raises(BadMediaError, match="no audio samples"):
+        detect_file(model, tmp_path / "none.wav")
+
+
+def test_cli_detect_on_phone_and_browser_files_without_library_noise(run_dir, tmp_path, capfd):
+    from pipelines.encode import write_audio, write_video
+    from seqapps.cli import main
+
+    files = [_coded_recording(tmp_path, case, seconds=6, bursts=[2.0]) for case in CODED]
+    signal = _long_recording(tmp_path / "real.wav", seconds=6, bursts=[2.0])
+    write_audio(tmp_path / "real.mp3", 0.6 * signal, sample_rate=RATE, codec="libmp3lame")
+    os.symlink(tmp_path / "deleted.wav", tmp_path / "moved.wav")
+    write_video(tmp_path / "screen.mp4", np.zeros((4, 32, 48, 3), np.uint8), fps=10)
+    files += [tmp_path / "real.mp3", tmp_path / "moved.wav", tmp_path / "screen.mp4"]
+    capfd.readouterr()
+    options = ["--threshold", "0.8", "--window-ms", "200", "--suppression-ms", "300", "--json"]
+    assert main(["detect", str(run_dir), *map(str, files), *options]) == 1  # two files are bad
+    out, err = capfd.readouterr()
+    lines = [json.loads(line) for line in out.splitlines()]  # stdout is JSON only
+    events = {}
+    for line in lines:
+        events.setdefault(os.path.basename(line["file"]), []).append(line.get("label") or line["error"])
+    assert events == {"phone.mp3": ["burst"], "voice.ogg": ["burst"], "browser.webm": ["burst"],
+                      "real.mp3": ["burst"],
+                      "moved.wav": [f"dangling link (points to {tmp_path / 'deleted.wav'}, which does not exist)"],
+                      "screen.mp4": ["no audio stream (the file holds: video h264)"]}
+    # libsndfile's mpg123 used to print its notes on the AAC named .mp3
+    for noise in ("Note: Illegal", "mpg123", "resync", "Header missing", "Traceback"):
+        assert noise not in err
+
+
+def test_evaluate_streaming_on_an_aac_file(run_dir, tmp_path):
+    path = _coded_recording(tmp_path, "aac named .mp3", bursts=[1.0, 5.0])
+    (tmp_path / "events.csv").write_text(f"path,label,start,end\n{path.name},burst,1.0,1.4\n{path.name},burst,5.0,5.4\n")
+    metrics = evaluate_streaming(run_dir, tmp_path / "events.csv", settings=SETTINGS)
+    assert (metrics["events"], metrics["matched"], metrics["false"]) == (2, 2, 0)
+    assert metrics["files"][0]["seconds"] == pytest.approx(10.0, abs=0.15)
 
 
 # --------------------------------------------------------------------------- command line
