@@ -53,12 +53,14 @@ REASON_KINDS = (
     "only",  # "only N of M declared frames decode"
     "resolution changed",
     "decoding failed",
+    "corrupt after",  # "corrupt after N s (libsndfile: ...)", a stream that loses sync
+    "no sample rate",  # "no sample rate in the header"
     "no per-frame targets",
     "too few per-frame targets",
     "missing",  # "missing label (manifest ... line N)", "missing target:x ..."
 )
 _KIND_NAMES = {"only": "frames missing", "missing": "missing label or target",
-               "cannot be opened": "not decodable", "cannot read": "not decodable"}
+               "cannot be opened": "not decodable", "cannot read": "not decodable", "corrupt after": "corrupt"}
 
 
 def reason_kind(reason: str) -> str:
