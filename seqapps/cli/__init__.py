@@ -105,6 +105,8 @@ def _detect(args) -> int:
             failures += 1
             print(json.dumps({"file": str(file), "error": err.reason}) if args.json else f"{file}\terror: {err.reason}")
             continue
+        for warning in result.warnings:  # the decoder's notes (FFmpeg's, captured): stderr, also with --json
+            print(f"{file}: warning: {warning}", file=sys.stderr)
         if not args.json:
             print(f"{file}: {len(result.events)} events in {result.duration_seconds:.1f} s")
     return 1 if failures else 0

@@ -252,6 +252,26 @@ def test_cli_detect_json_and_text(run_dir, tmp_path, capsys):
     assert "events in 8.0 s" in out and "missing.wav\terror: file not found" in out
 
 
+def test_cli_detect_prints_decoder_warnings_on_stderr_and_keeps_stdout_json(run_dir, tmp_path, capsys):
+    """A scratched MP3 decodes (FFmpeg skips the bad bytes) with notes: they are named on
+    stderr, with the file, and stdout stays one JSON object per event."""
+    from pipelines.encode import write_audio
+    from seqapps.cli import main
+
+    signal = 0.6 * _long_recording(tmp_path / "source.wav", seconds=8, bursts=[1.0, 5.0])
+    write_audio(tmp_path / "full.mp3", signal[np.newaxis], sample_rate=RATE, codec="libmp3lame")
+    data = (tmp_path / "full.mp3").read_bytes()
+    middle = len(data) // 2
+    noise = np.random.default_rng(0).integers(0, 256, 600, dtype=np.uint8).tobytes()
+    (tmp_path / "scratched.mp3").write_bytes(data[:middle] + noise + data[middle + 600:])
+    options = ["--threshold", "0.8", "--window-ms", "200", "--suppression-ms", "300"]
+    assert main(["detect", str(run_dir), str(tmp_path / "scratched.mp3"), "--json", *options]) == 0
+    captured = capsys.readouterr()
+    assert [json.loads(line)["label"] for line in captured.out.splitlines()] == ["burst", "burst"]
+    warnings = [line for line in captured.err.splitlines() if "warning:" in line]
+    assert warnings and all(line.startswith(f"{tmp_path / 'scratched.mp3'}: warning: ") for line in warnings)
+
+
 def test_cli_evaluate_streaming(run_dir, tmp_path, capsys):
     from seqapps.cli import main
 
