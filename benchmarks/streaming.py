@@ -8,7 +8,7 @@
             "defaults", what `seqapps train audio` builds (16 kHz, 40 mels, per-utterance CMVN
             streamed as a running statistic, Recurrent(128) relu), and "logmel", the log-mel
             model with its top_db floor that part 3 trains. Target: p50 <= 1 ms.
-2. detect   real-time factor of detect_file (soundfile blocks of 2 s, the stream, Recognizer) on
+2. detect   real-time factor of detect_file (blocks of 2 s read by content, pipelines.decode_stream; the stream; Recognizer) on
             long WAV files of two lengths, each in a fresh process, with its peak resident
             memory: flat in file length is the target, and RTF >= 200.
 3. accuracy a keyword model (the default model; 5 synthetic keyword classes of
