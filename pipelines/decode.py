@@ -162,6 +162,31 @@ def sniff_format(head: bytes) -> str:
     return "unknown"
 
 
+def ogg_end_note(path: str) -> str | None:
+    """A warning when an Ogg file does not end as a finished one does: its last page cut
+    short, or without the end-of-stream flag every finished writer sets. Ogg declares no
+    length, so this is the one sign of a cut recording. A warning, not a skip: the audio
+    before the cut is valid, and a stream dump may lack the flag.
+
+    >>> ogg_end_note("finished.ogg") is None  # doctest: +SKIP
+    True
+    """
+    size = os.path.getsize(path)
+    with open(path, "rb") as handle:
+        handle.seek(max(0, size - 65536))  # pages are at most 65307 bytes
+        tail = handle.read()
+    at = tail.rfind(b"OggS\x00")  # the last page: capture pattern and stream version 0
+    if at < 0 or len(tail) - at < 27:
+        return "the last Ogg page is cut short: the recording may be truncated"
+    segments = tail[at + 26]
+    table = tail[at + 27:at + 27 + segments]
+    if len(table) < segments or at + 27 + segments + sum(table) > len(tail):
+        return "the last Ogg page is cut short: the recording may be truncated"
+    if not tail[at + 5] & 0x04:
+        return "the last Ogg page has no end-of-stream flag: the recording may be truncated"
+    return None
+
+
 # --------------------------------------------------------------------------- libsndfile
 
 
@@ -399,6 +424,13 @@ def decode_audio(path: str | os.PathLike, *, decoder: str = "auto") -> DecodedAu
     path = os.fspath(path)
     _check_file(path)
     kind = sniff_format(_read_head(path))
+    decoded = _decode_by_kind(path, kind, decoder)
+    if kind.startswith("ogg") and (note := ogg_end_note(path)):
+        decoded.warnings.append(note)
+    return decoded
+
+
+def _decode_by_kind(path: str, kind: str, decoder: str) -> DecodedAudio:
     if decoder == "pyav" or (decoder == "auto" and kind not in _SOUNDFILE_FORMATS):
         return _read_pyav(path, kind)
     try:

@@ -39,6 +39,7 @@ from pipelines.decode import (
     _soundfile_truncation,
     _to_float,
     _unsupported,
+    ogg_end_note,
     sniff_format,
 )
 from seqapps.errors import BadMediaError, invalid_argument
@@ -114,12 +115,13 @@ def stream_audio(path: str | os.PathLike, *, sample_rate: int, block_seconds: fl
     path = os.fspath(path)
     _check_file(path)
     kind = sniff_format(_read_head(path))
-    if kind in _SOUNDFILE_FORMATS:
-        opened = _open_soundfile(path)
-        if opened is not None:  # else libsndfile refuses it: FFmpeg may read it (as decode_audio)
-            yield from _soundfile_blocks(path, opened, sample_rate=sample_rate, block_seconds=block_seconds)
-            return
-    yield from _pyav_blocks(path, kind, sample_rate=sample_rate, block_seconds=block_seconds, notes=notes)
+    opened = _open_soundfile(path) if kind in _SOUNDFILE_FORMATS else None
+    if opened is not None:  # else libsndfile refuses it: FFmpeg may read it (as decode_audio)
+        yield from _soundfile_blocks(path, opened, sample_rate=sample_rate, block_seconds=block_seconds)
+    else:
+        yield from _pyav_blocks(path, kind, sample_rate=sample_rate, block_seconds=block_seconds, notes=notes)
+    if notes is not None and kind.startswith("ogg") and (note := ogg_end_note(path)):
+        notes.append(note)
 
 
 # --------------------------------------------------------------------------- libsndfile

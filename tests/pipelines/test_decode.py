@@ -290,3 +290,35 @@ def test_a_stream_that_turns_stereo_is_kept_in_its_first_layout(tmp_path):
     assert any("stream changes from 1 channels at 16000 Hz to 2" in n for n in notes)
     tail = y[0, -SR // 2:]
     assert np.abs(tail).max() < 0.05  # left and -left mixed: the stereo half cancels, as librosa.to_mono would
+
+
+@pytest.mark.parametrize("codec", ["vorbis", "opus"])
+def test_a_cut_ogg_file_keeps_its_audio_with_a_warning(tmp_path, codec):
+    """Ogg declares no length: a cut recording is found by its last page (cut short, no
+    end-of-stream flag). The audio before the cut is kept, and the warning says why."""
+    from pipelines.decode import ogg_end_note
+    from pipelines.decode_stream import stream_audio
+
+    rate = SR if codec == "vorbis" else 48000
+    x = (0.1 * np.random.default_rng(0).standard_normal(rate * 20)).astype(np.float32)
+    whole = tmp_path / f"{codec}.ogg"
+    if codec == "vorbis":
+        sf.write(whole, x, rate, format="OGG", subtype="VORBIS")
+    else:
+        write_audio(whole, x[np.newaxis], sample_rate=rate, codec="libopus", container="ogg")
+    data = whole.read_bytes()
+    cut = tmp_path / f"{codec}_cut.ogg"
+    cut.write_bytes(data[:int(len(data) * 0.6)])
+    assert ogg_end_note(str(whole)) is None and not decode_audio(whole).warnings
+    decoded = decode_audio(cut)
+    assert decoded.warnings == ["the last Ogg page is cut short: the recording may be truncated"]
+    assert 8 < decoded.data.shape[1] / decoded.sample_rate < 14  # what lies before the cut
+    notes = []
+    blocks = list(stream_audio(cut, sample_rate=SR, notes=notes))
+    assert notes[-1] == decoded.warnings[0] and sum(b.shape[-1] for b in blocks) > 8 * SR
+    # a page cut exactly at its end: complete, but without the end-of-stream flag
+    last = data.rfind(b"OggS\x00")
+    unflagged = bytearray(data)
+    unflagged[last + 5] &= ~0x04 & 0xFF
+    (tmp_path / "unflagged.ogg").write_bytes(bytes(unflagged))
+    assert ogg_end_note(str(tmp_path / "unflagged.ogg")).startswith("the last Ogg page has no end-of-stream flag")
