@@ -16,8 +16,9 @@ The swap is done by building the very same SequenceClassifier with the keras lay
 Features are computed once per data set with the model's own LogMelSpectrogram frontend
 (pipelines.audio.audio_dataset(features=...)), and every model is trained on them for the
 same number of epochs with the same batch size and the same seeded batch order, with no
-early stopping (same budget). Evaluation is per clip (window probabilities averaged, as
-`seqapps train`), on clips never seen in training:
+early stopping (same budget). Evaluation is per clip, by the code `seqapps train` and
+`seqapps evaluate` use (seqapps.runs.data.clip_predictions -> SequenceModel.predict_clip:
+window probabilities averaged), on clips never seen in training:
 
   speech_music_silence  ../shared/data/audio/speech_music_silence: 120 real one-second
                         8 kHz clips, 3 classes; stratified 5-fold cross-validation.
@@ -66,7 +67,6 @@ from benchmarks.espeak_digits import INSTALL_HINT, espeak_available, generate_di
 from pipelines import sources  # noqa: E402
 from pipelines.audio import audio_dataset  # noqa: E402
 from pipelines.report import BadInputReport  # noqa: E402
-from pipelines.windows import aggregate_clip_predictions  # noqa: E402
 from seqapps.runs.settings import AUDIO_EXTENSIONS, resolve_settings  # noqa: E402
 from seqapps.runs.train import build_model  # noqa: E402
 
@@ -182,9 +182,23 @@ class _EpochTimer(keras.callbacks.Callback):
         self.seconds.append(time.perf_counter() - self._start)
 
 
+def predict_test_clips(model, source, test_clips, *, settings: dict):
+    """(clips, true class ids, predicted class ids) of the usable `test_clips` of `source`.
+
+    Predicted as `seqapps train` / `seqapps evaluate` do (seqapps.runs.data.clip_predictions:
+    decode each clip, SequenceModel.predict_clip cuts it into windows in the graph,
+    predicts them and averages their probabilities), not by a benchmark's own aggregation.
+    """
+    from seqapps.runs.data import clip_predictions
+
+    clips, probabilities, truth = clip_predictions(model, "audio", source, test_clips, data=settings["data"],
+                                                   cache_dir=OUT / "cache", report=BadInputReport())
+    return clips, truth, probabilities.argmax(axis=1)
+
+
 def train_and_test(make_model: Callable[[], keras.Model], windows: dict, train_clips, test_clips, *,
-                   settings: dict, n_classes: int, seed: int) -> dict:
-    """Fit on the windows of `train_clips`, evaluate per clip on `test_clips`."""
+                   source, settings: dict, n_classes: int, seed: int) -> dict:
+    """Fit on the windows of `train_clips`, evaluate per clip on `test_clips` of `source`."""
     from sklearn.metrics import accuracy_score, f1_score
 
     training = settings["training"]
@@ -192,7 +206,6 @@ def train_and_test(make_model: Callable[[], keras.Model], windows: dict, train_c
     model = make_model()
     model.compile(optimizer=keras.optimizers.Adam(training["learning_rate"], clipnorm=training["clipnorm"]))
     train_rows = np.flatnonzero(np.isin(windows["clip"], train_clips))
-    test_rows = np.flatnonzero(np.isin(windows["clip"], test_clips))
     # Normalisation statistics from the training windows only, as `seqapps train` does.
     model.normalization.adapt([(windows["features"][train_rows], windows["mask"][train_rows])])
     epochs = training["epochs"] * training.get("epochs_factor", 1)
@@ -201,11 +214,7 @@ def train_and_test(make_model: Callable[[], keras.Model], windows: dict, train_c
     model.fit(_batches(windows, train_rows, batch_size=training["batch_size"], seed=seed),
               epochs=epochs, shuffle=False, callbacks=[timer], verbose=0)
     train_seconds = time.perf_counter() - start
-    probabilities = model.predict(_batches(windows, test_rows, batch_size=256, seed=None), verbose=0)
-    clips, dense = np.unique(windows["clip"][test_rows], return_inverse=True)
-    per_clip = aggregate_clip_predictions(probabilities, dense, n_clips=len(clips))
-    truth = np.array([windows["labels"][test_rows][dense == c][0] for c in range(len(clips))])
-    predicted = per_clip.argmax(axis=1)
+    clips, truth, predicted = predict_test_clips(model, source, test_clips, settings=settings)
     return {
         "accuracy": float(accuracy_score(truth, predicted)),
         "macro_f1": float(f1_score(truth, predicted, average="macro", labels=np.arange(n_classes),
@@ -242,7 +251,7 @@ def compare(source, windows: dict, *, settings: dict, contenders: dict, n_splits
             def make(run_settings=run_settings, layer_class=layer_class):
                 return make_classifier(run_settings, source.class_names, layer_class=layer_class)
 
-            result = train_and_test(make, windows, train_clips, test_clips, settings=run_settings,
+            result = train_and_test(make, windows, train_clips, test_clips, source=source, settings=run_settings,
                                     n_classes=len(source.class_names), seed=seed + fold)
             results[name].append(result)
             log(f"  fold {fold + 1}/{len(folds)} {name:28s} acc {result['accuracy']:.3f} "

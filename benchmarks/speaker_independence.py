@@ -162,19 +162,16 @@ def _batches(inputs: dict, labels, rows, *, batch_size: int, seed: int | None):
     return dataset.batch(batch_size)
 
 
-def train_and_test(make_model, windows: dict, train_clips, test_clips, *, settings: dict, n_classes: int,
+def train_and_test(make_model, windows: dict, train_clips, test_clips, *, source, settings: dict, n_classes: int,
                    seed: int, groups: np.ndarray, raw: dict | None = None) -> dict:
     """Fit on the windows of `train_clips` (features, or `raw` waveforms for waveform
     augmentation in the frontend), evaluate per clip on `test_clips`."""
     from sklearn.metrics import accuracy_score, f1_score
 
-    from pipelines.windows import aggregate_clip_predictions
-
     training = settings["training"]
     keras.utils.set_random_seed(seed)
     model = make_model()
     train_rows = np.flatnonzero(np.isin(windows["clip"], train_clips))
-    test_rows = np.flatnonzero(np.isin(windows["clip"], test_clips))
     callbacks = compile_model(model, training)
     # Normalisation statistics from the clean training windows only, as `seqapps train`.
     model.normalization.adapt([(windows["features"][train_rows], windows["mask"][train_rows])])
@@ -186,12 +183,9 @@ def train_and_test(make_model, windows: dict, train_clips, test_clips, *, settin
     model.fit(_batches(inputs, windows["labels"], train_rows, batch_size=training["batch_size"], seed=seed),
               epochs=training["epochs"], shuffle=False, callbacks=callbacks, verbose=0)
     seconds = time.perf_counter() - start
-    probabilities = model.predict(_batches(inputs, windows["labels"], test_rows, batch_size=256, seed=None),
-                                  verbose=0)
-    clips, dense = np.unique(windows["clip"][test_rows], return_inverse=True)
-    per_clip = aggregate_clip_predictions(probabilities, dense, n_clips=len(clips))
-    truth = np.array([windows["labels"][test_rows][dense == c][0] for c in range(len(clips))])
-    predicted = per_clip.argmax(axis=1)
+    # Per clip as `seqapps train` / `seqapps evaluate` (SequenceModel.predict_clip on the
+    # decoded clip; the frontend's training-only augmentation is off there).
+    clips, truth, predicted = accuracy_audio.predict_test_clips(model, source, test_clips, settings=settings)
     correct, voices = predicted == truth, groups[clips]
     return {
         "accuracy": float(accuracy_score(truth, predicted)),
@@ -353,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
                                        noise=run_noise("audio", settings))
                 return accuracy_audio.make_classifier(settings, source.class_names, layer_class=layer_class)
 
-            run = train_and_test(make, features[key], train_clips, test_clips, settings=settings,
+            run = train_and_test(make, features[key], train_clips, test_clips, source=source, settings=settings,
                                  n_classes=len(source.class_names), seed=args.seed + fold, groups=groups, raw=raw)
             result["rows"][name]["folds"].append(run)
             print(f"fold {fold + 1}/{len(folds)} {name:28s} acc {run['accuracy']:.3f} F1 {run['macro_f1']:.3f} "

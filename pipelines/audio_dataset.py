@@ -46,7 +46,6 @@ def audio_dataset(
     seed: int = 0,
     cache_dir: str | os.PathLike | None = None,
     report: BadInputReport | None = None,
-    strict: bool = True,
     report_path: str | os.PathLike | None = None,
     features=None,
     with_clip_index: bool = False,
@@ -72,10 +71,10 @@ def audio_dataset(
             batch mixes windows of many clips; every epoch reshuffles, reproducibly.
         cache_dir: keep decoded waveforms in TFRecord shards there (see ``build_cache``);
             ``None`` decodes into memory each time this function is called.
-        report: a ``BadInputReport`` to fill; ``None`` makes one with ``strict`` (default
-            True: the first bad file raises ``BadMediaError``, as everywhere in pipelines;
-            strict=False skips them); bad files are skipped, counted and printed; saved as JSON to ``report_path``
-            (default ``cache_dir/bad_inputs-<key>.json`` when caching).
+        report: where bad files go. ``None`` means strict, as everywhere in pipelines:
+            the first bad file raises ``BadMediaError``. With a lenient
+            ``BadInputReport()`` bad files are skipped, counted, printed and saved as JSON
+            to ``report_path`` (default ``cache_dir/bad_inputs-<key>.json`` when caching).
         features: a Keras layer mapped over batches (e.g. ``LogMelSpectrogram``), called
             with the sample mask; ``inputs`` then holds its output and ``mask`` its
             ``compute_mask`` (frame mask).
@@ -123,7 +122,7 @@ def audio_dataset(
     indices = np.arange(len(source.examples)) if indices is None else np.asarray(indices, dtype=np.int64)
     paths = [source.examples[int(i)].path for i in indices]
     labels = _labels_for(source, indices)
-    report = report if report is not None else BadInputReport(strict=strict)
+    report = report if report is not None else BadInputReport(strict=True)
     before = report.count
 
     if cache_dir is not None:

@@ -12,11 +12,10 @@ Every name here is importable from ``pipelines.frame_cache`` too.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
-from pipelines.cache import MANIFEST
+from pipelines.cache import MANIFEST, read_manifest  # read_manifest: re-exported
 from seqapps.errors import ConfigError
 
 __all__ = ["dequantize", "parse_clip", "read_cached_clips", "read_frame_cache", "read_manifest"]
@@ -34,13 +33,14 @@ def dequantize(values, low: float, high: float):
     return tf.cast(values, tf.float32) * ((high - low) / 255.0) + low
 
 
-def read_manifest(cache_dir: str | os.PathLike) -> dict:
-    """The manifest of a cache folder written by ``write_frame_cache``."""
-    path = Path(cache_dir) / MANIFEST
-    if not path.is_file():
-        raise ConfigError(f"`cache_dir` has no {MANIFEST}. Received: cache_dir={os.fspath(cache_dir)!r}")
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+def _manifest_of(cache_dir: str | os.PathLike) -> dict:
+    """The manifest of a cache folder written by ``write_frame_cache`` (read by the one
+    ``pipelines.cache.read_manifest``); a folder without one is the caller's mistake."""
+    manifest = read_manifest(cache_dir)
+    if manifest is None:
+        raise ConfigError(f"`cache_dir` must be a frame cache folder with a readable {MANIFEST}. "
+                          f"Received: cache_dir={os.fspath(cache_dir)!r}")
+    return manifest
 
 
 def parse_clip(serialized, *, feature_key: str, feature_dim: int, quantize=None):
@@ -127,7 +127,7 @@ def read_frame_cache(
 
     windowing.check_window_arguments(window_frames=window_frames, hop_frames=hop_frames, batch_size=batch_size,
                                      target=target)
-    manifest = read_manifest(cache_dir)
+    manifest = _manifest_of(cache_dir)
     if target == "frame" and not all(c["has_frame_targets"] for c in manifest["clips"]):
         raise ConfigError(
             "`target` is 'frame' but some cached clips have no per-frame targets. "
@@ -189,7 +189,7 @@ def read_cached_clips(cache_dir: str | os.PathLike):
     """
     import tensorflow as tf
 
-    manifest = read_manifest(cache_dir)
+    manifest = _manifest_of(cache_dir)
     files = [os.fspath(Path(cache_dir) / name) for name in manifest["shards"]]
     quantize = manifest.get("quantize")
     return tf.data.TFRecordDataset(files).map(

@@ -30,7 +30,6 @@ import csv
 import math
 import os
 import stat
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -123,12 +122,6 @@ class DataSource:
 # --------------------------------------------------------------------------- folders
 
 
-def _warn_if_skipped(report: BadInputReport, own_report: bool) -> None:
-    # Without a caller's report nothing may vanish silently: say what was skipped.
-    if own_report and report.count:
-        warnings.warn(report.summary(), stacklevel=3)
-
-
 def _normalise_extensions(extensions) -> tuple[str, ...]:
     if isinstance(extensions, str) or not extensions:
         raise invalid_argument("extensions", extensions,
@@ -173,12 +166,15 @@ def from_directory(root: str | os.PathLike, *, extensions: tuple[str, ...],
     extensions match case-insensitively; names may hold spaces and any unicode. Files
     whose extension is not in ``extensions`` and files directly under ``root`` are
     ignored. Dangling links, empty (0-byte) files, unreadable entries and pipes go to
-    ``report`` with their reason (or raise in strict mode). Groups are None.
+    ``report`` with their reason (or raise ``BadMediaError`` naming the file with a
+    strict report or none). Groups are None.
 
     Args:
         root: the folder.
         extensions: e.g. ``(".wav", ".flac")`` (leading dot optional).
-        report: receives skipped files; default: skipped files are listed in a warning.
+        report: receives skipped files. ``None`` means strict, as everywhere in
+            pipelines: the first unusable file raises ``BadMediaError``; pass
+            ``BadInputReport()`` to skip such files and list them.
         kind: word used in error messages ("audio", "video").
 
     Raises:
@@ -191,8 +187,7 @@ def from_directory(root: str | os.PathLike, *, extensions: tuple[str, ...],
     seqapps.errors.ConfigError: data folder /no/such/folder does not exist
     """
     extensions = _normalise_extensions(extensions)
-    own_report = report is None
-    report = BadInputReport() if own_report else report
+    report = BadInputReport(strict=True) if report is None else report
     root = os.path.abspath(os.fspath(root))
     if not os.path.exists(root):
         raise ConfigError(f"data folder {root} does not exist")
@@ -228,7 +223,6 @@ def from_directory(root: str | os.PathLike, *, extensions: tuple[str, ...],
         raise ConfigError(f"no {kind} files found under {root} "
                           f"(looked for {', '.join(extensions)} in {len(class_names)} "
                           "class sub-folders)")
-    _warn_if_skipped(report, own_report)
     return DataSource(examples=examples, class_names=class_names, target_names=None,
                       task="classify")
 
@@ -258,13 +252,15 @@ def from_manifest(csv_path: str | os.PathLike, *, task: str = "classify",
     targets, ``target_columns`` names the numeric columns (``label`` is then not needed).
 
     A row with an empty label / target or a path that does not exist is skipped and
-    recorded in ``report`` with the manifest line (strict report: ``BadMediaError``).
+    recorded in ``report`` with the manifest line (strict report or none: ``BadMediaError``).
 
     Args:
         csv_path: the manifest.
         task: "classify" or "regress".
         target_columns: regression target columns (default ``["label"]``).
-        report: receives skipped rows; default: skipped rows are listed in a warning.
+        report: receives skipped rows. ``None`` means strict, as everywhere in
+            pipelines: the first unusable row raises ``BadMediaError``; pass
+            ``BadInputReport()`` to skip such rows and list them.
 
     Raises:
         ConfigError: manifest missing or empty, a required column missing, a bad
@@ -292,8 +288,7 @@ def from_manifest(csv_path: str | os.PathLike, *, task: str = "classify",
         target_columns = list(target_columns)
     elif task == "regress":
         target_columns = ["label"]
-    own_report = report is None
-    report = BadInputReport() if own_report else report
+    report = BadInputReport(strict=True) if report is None else report
     manifest = os.path.abspath(os.fspath(csv_path))
     if not os.path.isfile(manifest):
         raise ConfigError(f"manifest {manifest} does not exist or is not a file")
@@ -342,7 +337,6 @@ def from_manifest(csv_path: str | os.PathLike, *, task: str = "classify",
             else:
                 targets, label = None, cells["label"]
             examples.append(Example(path, label, targets, cells.get("group") or None, split))
-    _warn_if_skipped(report, own_report)
     if not examples:
         raise ConfigError(f"manifest {manifest} has no usable rows "
                           f"({report.count} recorded as bad)")

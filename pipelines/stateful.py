@@ -30,7 +30,8 @@ class StatefulLayout:
     Attributes:
         window_index: int64 ``[n_steps, batch_size]``, global window index (the order of
             ``windows_for_clips``), -1 on padding rows.
-        clip_index: int64 ``[n_steps, batch_size]``, -1 on padding rows.
+        clip_index: int64 ``[n_steps, batch_size]``, the row's clip as its index in the
+            clips (as ``windows_for_clips``'s ``clip_index``), -1 on padding rows.
         reset: bool ``[n_steps, batch_size]``, True where a row starts a new clip (reset
             the recurrent state before it).
         valid: bool ``[n_steps, batch_size]``, False on padding rows after a stream ran

@@ -332,7 +332,17 @@ def iter_frames(
         yield frame
 
 
-def _read_clip_with_indices(path, **options) -> tuple[np.ndarray, np.ndarray] | None:
+def read_clip_with_indices(path, **options) -> tuple[np.ndarray, np.ndarray] | None:
+    """A whole clip and the source frame index of each of its frames, or None.
+
+    Same keyword arguments as ``iter_frames``. Returns ``(frames uint8 [time, h, w, c],
+    source_index int64 [time])``: frame ``t`` is frame ``source_index[t]`` of the file
+    (frames repeat or are dropped when ``fps`` resamples), which is how per-frame targets
+    of the file are matched to the decoded frames. None for a file recorded as skipped
+    in a non-strict ``report``.
+
+    >>> frames, source_index = read_clip_with_indices("clip.mp4", fps=10)  # doctest: +SKIP
+    """
     frames, indices = [], []
     try:
         for frame, index in iter_indexed_frames(path, **options):
@@ -367,7 +377,7 @@ def read_clip(
     >>> read_clip("clip.mp4", size=(32, 32), max_frames=8).shape  # doctest: +SKIP
     (8, 32, 32, 3)
     """
-    result = _read_clip_with_indices(
+    result = read_clip_with_indices(
         path,
         fps=fps,
         size=size,

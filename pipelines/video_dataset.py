@@ -153,7 +153,9 @@ def video_dataset(
         with_clip_index: add ``"clip_index"`` int64 [batch] (the example's index in
             ``source``, as in ``pipelines.audio``) to the inputs so window predictions
             can be aggregated per clip.
-        report: bad files are skipped and recorded here (None: strict, raise).
+        report: where bad files go. ``None`` means strict, as everywhere in pipelines:
+            the first bad file raises ``BadMediaError`` (while iterating); with a lenient
+            ``BadInputReport()`` bad files are skipped and recorded in it.
         backend: frame reader, as ``iter_frames``.
 
     Windows never cross clips. Decoding runs in Python on the fly; for several epochs
@@ -167,7 +169,7 @@ def video_dataset(
     from pipelines import windows as windowing
 
     # Here, not at the top: pipelines.video re-exports this module's names (import cycle).
-    from pipelines.video import _read_clip_with_indices, check_options
+    from pipelines.video import check_options, read_clip_with_indices
 
     windowing.check_window_arguments(window_frames=window_frames, hop_frames=hop_frames, batch_size=batch_size,
                                      target=target)
@@ -194,7 +196,7 @@ def video_dataset(
     def generate():
         for clip_position, (example, label) in enumerate(zip(examples, labels, strict=True)):
             path = example_path(example)
-            result = _read_clip_with_indices(
+            result = read_clip_with_indices(
                 path,
                 fps=fps,
                 size=size,

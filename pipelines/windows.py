@@ -18,6 +18,11 @@ be used inside ``tf.data.Dataset.map``). The TF version is built on ``tf.signal.
 Window order used everywhere here (``windows_for_clips``, ``stateful_layout``): clip 0's
 windows in time order, then clip 1's, and so on.
 
+``clip_index`` has one meaning and dtype in pipelines: int64, the index of a window's
+clip in the collection the caller passed (``clips`` for ``windows_for_clips`` and
+``stateful_layout``; ``source.examples`` for ``audio_dataset``, ``video_dataset`` and the
+frame cache, whatever ``indices`` chose), so it can index that collection's labels.
+
 >>> import numpy as np
 >>> windows, mask = frame_windows(np.arange(5), window=3, hop=2)
 >>> windows.tolist(), mask.tolist()
@@ -268,9 +273,9 @@ def windows_for_clips(clips, labels=None, *, window: int, hop: int, pad_end: boo
 
     Returns:
         dict of arrays, one row per window (clip 0's windows first):
-        ``windows [n, window, ...]``, ``mask bool [n, window]``, ``clip_index int32 [n]``,
-        ``window_index_in_clip int32 [n]``, ``is_first_window bool [n]``,
-        ``is_last_window bool [n]``, ``n_windows_per_clip int32 [n_clips]``; plus
+        ``windows [n, window, ...]``, ``mask bool [n, window]``, ``clip_index int64 [n]``
+        (the index in ``clips`` of the window's clip), ``window_index_in_clip int32 [n]``,
+        ``is_first_window bool [n]``, ``is_last_window bool [n]``, ``n_windows_per_clip int32 [n_clips]``; plus
         ``labels [n, ...]`` when ``labels`` is given and ``targets [n, window, ...]``,
         ``target_mask bool [n, window]`` when ``per_item_targets`` is given. A clip too
         short for any window (empty, or shorter than ``window`` without ``pad_end``)
@@ -319,7 +324,7 @@ def windows_for_clips(clips, labels=None, *, window: int, hop: int, pad_end: boo
             target_masks.append(tm)
 
     counts = np.asarray(counts, dtype=np.int32)
-    clip_index = np.repeat(np.arange(len(clips), dtype=np.int32), counts)
+    clip_index = np.repeat(np.arange(len(clips), dtype=np.int64), counts)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int32)
     window_index_in_clip = (np.arange(len(clip_index)) - starts[clip_index]).astype(np.int32)
     out = {

@@ -15,8 +15,10 @@ TF Serving keeps no state: a stream client sends back the state it received (zer
 reset=true to start a stream, reset=false to continue one).
 
 A version is built in a hidden folder beside the versions (same file system) whose name
-is not an integer, so TF Serving ignores it, then renamed into place: a server never
-sees half a version, and an existing version is never overwritten. Clients load a
+is not an integer (``seqapps.atomic.temporary_path``: ``.tmp-PID-RANDOM-export``), so TF
+Serving ignores it, then renamed into place (``atomic.publish_new_dir``): a server never
+sees half a version, and an existing version is never overwritten. Builds left by killed
+exports are removed by the next export (``atomic.remove_stale_temporaries``). Clients load a
 version with ``load_exported`` (seqapps.exported, re-exported here).
 
 >>> import tempfile
@@ -34,7 +36,6 @@ import json
 import os
 import re
 import shutil
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -42,10 +43,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from seqapps.atomic import process_alive, publish_new_dir
+# TEMP_PREFIX: the start of a build folder's name (tests look for leftovers with it).
+from seqapps.atomic import TEMP_PREFIX, publish_new_dir, remove_stale_temporaries, temporary_path  # noqa: F401
 from seqapps.errors import ConfigError, invalid_argument
 from seqapps.exported import ExportedModel, latest_version, load_exported
-from seqapps.serving import RAW_INPUT_NAMES, SIGNATURE_BUILDERS
+from seqapps.serving import SIGNATURE_BUILDERS, preprocessing_kind, window_settings
 
 __all__ = [
     "ExportedModel",
@@ -54,53 +56,17 @@ __all__ = [
     "latest_version",
     "load_exported",
     "next_version",
-    "window_settings",
 ]
 
 # Served by every model; "stream_raw" too where the frontend streams (seqapps.serving).
 SIGNATURES = tuple(name for name in SIGNATURE_BUILDERS if name != "stream_raw")
-# Window (items) and hop keys of the preprocessing config, by kind.
-WINDOW_KEYS = {
-    "audio": ("window_samples", "hop_samples"),
-    "video": ("window_frames", "hop_frames"),
-    "features": ("window_frames", "hop_frames"),
-}
 WARMUP_FILE = "tf_serving_warmup_requests"
-# Temporary build folders start with this; TF Serving only loads integer folder names.
-TEMP_PREFIX = ".export-tmp-"
+# A version is built as seqapps.atomic's temporary ".tmp-PID-RANDOM-export" beside the versions.
+BUILD_NAME = "export"
 
 
 class VersionExistsError(ConfigError, FileExistsError):
     """The requested version folder already exists (versions are never overwritten)."""
-
-
-# --------------------------------------------------------------------------- settings
-
-
-def _kind(preprocessing: Mapping, model_kind: str = "features") -> str:
-    kind = preprocessing.get("kind", model_kind)
-    if kind not in RAW_INPUT_NAMES:
-        raise invalid_argument("preprocessing['kind']", kind, f"one of {tuple(RAW_INPUT_NAMES)}")
-    return kind
-
-
-def window_settings(preprocessing: Mapping) -> tuple[int, int] | None:
-    """(window, hop) in raw items (samples or frames) for serving_default, or None.
-
-    >>> window_settings({"kind": "audio", "window_samples": 16000, "hop_samples": 8000})
-    (16000, 8000)
-    >>> window_settings({"kind": "features"}) is None
-    True
-    """
-    window_key, hop_key = WINDOW_KEYS[_kind(preprocessing)]
-    window = preprocessing.get(window_key)
-    if window is None:
-        return None
-    hop = preprocessing.get(hop_key, window)
-    for key, value in ((window_key, window), (hop_key, hop)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-            raise invalid_argument(f"preprocessing['{key}']", value, "a positive integer")
-    return int(window), int(hop)
 
 
 # --------------------------------------------------------------------------- versions
@@ -121,14 +87,6 @@ def _check_name(name) -> str:
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
         raise invalid_argument("name", name, "a folder name of letters, digits, '_', '.', '-'")
     return name
-
-
-def _remove_stale_temps(model_dir: Path) -> None:
-    """Drop build folders left by killed exports (their process is gone)."""
-    for path in model_dir.glob(f"{TEMP_PREFIX}*"):
-        match = re.match(rf"{re.escape(TEMP_PREFIX)}(\d+)-", path.name)
-        if match and not process_alive(int(match.group(1))):
-            shutil.rmtree(path, ignore_errors=True)
 
 
 def _publish(temp: Path, target: Path, *, explicit: bool) -> Path:
@@ -262,7 +220,7 @@ def export_model(
         raise invalid_argument("model", type(model).__name__, "a seqapps SequenceClassifier or SequenceRegressor")
     preprocessing = dict(preprocessing or {})
     model_kind = model.describe()["kind"]
-    preprocessing["kind"] = _kind(preprocessing, model_kind)
+    preprocessing["kind"] = preprocessing_kind(preprocessing, model_kind)
     if preprocessing["kind"] != model_kind:
         raise invalid_argument("preprocessing['kind']", preprocessing["kind"],
                                f"{model_kind!r}, the kind of input the model takes")
@@ -272,15 +230,16 @@ def export_model(
 
     model_dir = Path(base_dir) / name
     model_dir.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temps(model_dir)
+    remove_stale_temporaries(model_dir, BUILD_NAME)  # the builds of killed exports
     chosen = int(version) if version is not None else next_version(model_dir)
     target = model_dir / str(chosen)
     if target.exists():
         raise VersionExistsError(f"{target} already exists; versions are never overwritten "
                                  f"(leave out the version to write {next_version(model_dir)})")
 
-    # Same folder as the versions, so the final rename stays on one file system.
-    temp = model_dir / f"{TEMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    # Same folder as the versions, so the final rename stays on one file system; the
+    # name is hidden and not an integer, so TF Serving never loads it.
+    temp = temporary_path(model_dir / BUILD_NAME)
     try:
         # Not keras.export.ExportArchive: it also attaches every endpoint to the saved
         # object, so each graph is serialised twice (2x saved_model.pb, 3x write time).

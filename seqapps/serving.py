@@ -34,32 +34,80 @@ for the standard outputs and gives warm-up inputs through ``Signature.examples``
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
 
+from seqapps.errors import invalid_argument
+
 __all__ = [
     "RAW_INPUT_NAMES",
     "SIGNATURE_BUILDERS",
+    "WINDOW_KEYS",
     "Signature",
     "describe",
     "features_signature",
     "label_names",
     "outputs",
+    "preprocessing_kind",
     "raw_signature",
     "signatures",
     "stream_signature",
+    "window_settings",
 ]
 
 # Name of the raw input of serving_default, by input kind.
 RAW_INPUT_NAMES = {"audio": "waveform", "video": "frames", "features": "features"}
+# Window (items) and hop keys of a run's preprocessing config, by kind.
+WINDOW_KEYS = {
+    "audio": ("window_samples", "hop_samples"),
+    "video": ("window_frames", "hop_frames"),
+    "features": ("window_frames", "hop_frames"),
+}
 # Length of the examples given for warm-up requests: steps of features, and raw
 # samples or frames when no window is set.
 _EXAMPLE_STEPS = 4
 _EXAMPLE_SAMPLES = 16000
 _EXAMPLE_SIDE = 32
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def preprocessing_kind(preprocessing: Mapping, default: str = "features") -> str:
+    """The input kind a preprocessing config names ("audio", "video", "features").
+
+    >>> preprocessing_kind({"kind": "audio"}), preprocessing_kind({})
+    ('audio', 'features')
+    """
+    kind = preprocessing.get("kind", default)
+    if kind not in RAW_INPUT_NAMES:
+        raise invalid_argument("preprocessing['kind']", kind, f"one of {tuple(RAW_INPUT_NAMES)}")
+    return kind
+
+
+def window_settings(preprocessing: Mapping) -> tuple[int, int] | None:
+    """(window, hop) in raw items (samples or frames) for serving_default, or None.
+
+    >>> window_settings({"kind": "audio", "window_samples": 16000, "hop_samples": 8000})
+    (16000, 8000)
+    >>> window_settings({"kind": "features"}) is None
+    True
+    """
+    window_key, hop_key = WINDOW_KEYS[preprocessing_kind(preprocessing)]
+    window = preprocessing.get(window_key)
+    if window is None:
+        return None
+    hop = preprocessing.get(hop_key, window)
+    for key, value in ((window_key, window), (hop_key, hop)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+            raise invalid_argument(f"preprocessing['{key}']", value, "a positive integer")
+    return int(window), int(hop)
+
+
+# --------------------------------------------------------------------------- signatures
 
 
 @dataclass(frozen=True)

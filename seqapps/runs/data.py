@@ -171,7 +171,7 @@ def make_dataset(kind: str, source, indices, *, data: dict, frontend, batch_size
 
 def window_and_hop(preprocessing: dict) -> tuple[int, int]:
     """(window, hop) in samples (audio) or frames (video) of a run's preprocessing config."""
-    from seqapps.export import window_settings
+    from seqapps.serving import window_settings
 
     settings = window_settings(preprocessing)
     if settings is None:

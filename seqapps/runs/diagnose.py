@@ -51,7 +51,7 @@ def diagnose_run(run_dir=None, *, config_file=None, data_dir=None, out_dir="diag
         if data_dir is not None:
             source = run_data.load_source(kind, data_dir=data_dir, task=config["task"], report=report)
         else:
-            source = sources.read_split(Path(run_dir) / "split.csv")
+            source = sources.read_split(Path(run_dir) / "split.csv", report=report)
             source = source.subset([i for i, e in enumerate(source.examples) if e.split == "val"])
         if config["task"] == "classify":
             source = run_data.with_model_classes(source, model.class_names)

@@ -168,3 +168,22 @@ def test_a_cache_published_meanwhile_is_kept_and_an_untrusted_one_replaced(tmp_p
 def test_file_fingerprints_name_missing_files():
     missing = f"/nonexistent/{time.time_ns()}.wav"
     assert cache.file_fingerprints([missing]) == [[missing, None, None]]
+
+
+def test_one_read_manifest_and_the_frame_cache_reader_names_a_folder_without_one(tmp_path):
+    from pipelines import frame_cache, frame_cache_reader
+    from seqapps.errors import ConfigError
+
+    assert frame_cache.read_manifest is frame_cache_reader.read_manifest is cache.read_manifest
+    empty = tmp_path / "not-a-cache"
+    empty.mkdir()
+    assert cache.read_manifest(empty) is None
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / MANIFEST).write_text("{not json")
+    assert cache.read_manifest(tmp_path / "broken") is None
+    for folder in (empty, tmp_path / "broken"):
+        with pytest.raises(ConfigError, match=rf"`cache_dir` must be a frame cache folder with a readable "
+                                              rf"manifest.json. Received: cache_dir='{folder}'"):
+            frame_cache_reader.read_cached_clips(folder)
+        with pytest.raises(ConfigError, match="`cache_dir` must be a frame cache folder"):
+            frame_cache_reader.read_frame_cache(folder, window_frames=4, hop_frames=2, batch_size=2)

@@ -70,10 +70,12 @@ def test_from_directory_classes_files_and_labels(class_tree):
         ("empty.wav", "empty file (0 bytes)")]
 
 
-def test_from_directory_strict_report_raises_and_default_warns(class_tree):
+def test_from_directory_strict_report_raises_and_so_does_no_report(class_tree):
+    # One meaning of report=None in pipelines (issue 15): strict, as in decoding. Before,
+    # sources alone skipped the file with a warning.
     with pytest.raises(BadMediaError, match=r"empty\.wav: empty file"):
         from_directory(class_tree, extensions=(".wav",), report=BadInputReport(strict=True))
-    with pytest.warns(UserWarning, match=r"1 input file skipped:\n.*empty\.wav"):
+    with pytest.raises(BadMediaError, match=r"empty\.wav: empty file"):
         from_directory(class_tree, extensions=(".wav",))
 
 
@@ -138,6 +140,8 @@ def test_from_manifest_bad_rows_go_to_the_report_with_line_numbers(tmp_path):
     ]
     with pytest.raises(BadMediaError, match=r"missing\.wav: file not found \(manifest .* line 3\)"):
         from_manifest(manifest, report=BadInputReport(strict=True))
+    with pytest.raises(BadMediaError, match=r"missing\.wav: file not found \(manifest .* line 3\)"):
+        from_manifest(manifest)  # no report: strict, as everywhere in pipelines
 
 
 def test_from_manifest_regression_single_and_several_targets(tmp_path):

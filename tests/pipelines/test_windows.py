@@ -236,6 +236,7 @@ def test_windows_for_clips_hand_computed():
     np.testing.assert_array_equal(out["windows"], [[1, 2], [3, 0], [10, 11], [12, 13], [14, 0]])
     np.testing.assert_array_equal(out["mask"], [[T, T], [T, F], [T, T], [T, T], [T, F]])
     np.testing.assert_array_equal(out["clip_index"], [0, 0, 2, 2, 2])
+    assert out["clip_index"].dtype == np.int64  # one dtype of clip_index in pipelines (issue 15)
     np.testing.assert_array_equal(out["window_index_in_clip"], [0, 1, 0, 1, 2])
     np.testing.assert_array_equal(out["is_first_window"], [T, F, T, F, F])
     np.testing.assert_array_equal(out["is_last_window"], [F, T, F, F, T])
@@ -365,6 +366,9 @@ def test_stateful_layout_invariants_on_random_clips(seed):
     # every window exactly once
     used = layout.window_index[layout.valid]
     np.testing.assert_array_equal(np.sort(used), np.arange(counts.sum()))
+    # the layout's clip_index means what windows_for_clips' does, in the same dtype
+    np.testing.assert_array_equal(layout.clip_index[layout.valid], out["clip_index"][used])
+    assert layout.clip_index.dtype == out["clip_index"].dtype == np.int64
     for stream in range(batch_size):
         column = layout.window_index[:, stream]
         valid = layout.valid[:, stream]

@@ -11,6 +11,7 @@ import pytest
 import tensorflow as tf
 
 from seqapps import serving
+from seqapps.errors import ConfigError
 from seqapps.layers.audio_frontends import LogMelSpectrogram
 from seqapps.layers.video_frontends import FrameFeatures, FrameMotion, FramePixels
 from seqapps.layers.windows import count_windows, frame_clips
@@ -110,3 +111,17 @@ def test_describe_and_signatures_of_a_classifier_and_an_added_signature():
     raw = signatures["serving_default"].function(x)
     np.testing.assert_allclose(raw["probabilities"].numpy(),
                                _numpy_clip_prediction(model, x, window=6, hop=3)[0], atol=1e-6)
+
+
+def test_window_settings_of_a_preprocessing_config():
+    """The run settings serving_default windows with (seqapps.serving, not export)."""
+    assert serving.window_settings({"kind": "audio", "window_samples": 16000, "hop_samples": 4000}) == (16000, 4000)
+    assert serving.window_settings({"kind": "video", "window_frames": 12}) == (12, 12)  # hop defaults to window
+    assert serving.window_settings({"kind": "features", "window_frames": 8, "hop_frames": 2}) == (8, 2)
+    assert serving.window_settings({"kind": "audio", "window_frames": 8}) is None  # frames mean nothing for audio
+    assert serving.window_settings({}) is None
+    with pytest.raises(ConfigError, match=r"`preprocessing\['hop_samples'\]` must be a positive integer"):
+        serving.window_settings({"kind": "audio", "window_samples": 16000, "hop_samples": 0.5})
+    with pytest.raises(ConfigError, match=r"`preprocessing\['kind'\]` must be one of"):
+        serving.window_settings({"kind": "text", "window_frames": 8})
+    assert serving.preprocessing_kind({}, "video") == "video"
