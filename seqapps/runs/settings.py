@@ -162,12 +162,15 @@ def resolve_settings(kind: str, *, config_file: str | os.PathLike | None = None,
     return settings
 
 
+# pipelines.video.BACKENDS, written out: this module is read before any heavy import
+# (the command line checks settings first); a test keeps the two equal.
+VIDEO_BACKENDS = ("pyav", "opencv")
+
+
 def _check_choices(kind: str, settings: dict) -> None:
     """Settings with a fixed set of values, checked before any file is decoded."""
     if kind == "video":
-        from pipelines.video import BACKENDS
-
         backend = settings["data"]["video_backend"]
-        if backend not in BACKENDS:
-            raise ConfigError(f"`data.video_backend` must be one of {', '.join(map(repr, BACKENDS))}. "
+        if backend not in VIDEO_BACKENDS:
+            raise ConfigError(f"`data.video_backend` must be one of {', '.join(map(repr, VIDEO_BACKENDS))}. "
                               f"Received: video_backend={backend!r}")

@@ -107,3 +107,10 @@ def test_opencv_prints_no_raw_ffmpeg_log(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "None cannot be opened as a video (unreadable or not a video file)"
     assert "moov atom" not in result.stderr
+
+
+def test_the_settings_know_the_same_backends_as_the_reader():
+    from pipelines.video import BACKENDS
+    from seqapps.runs.settings import VIDEO_BACKENDS
+
+    assert VIDEO_BACKENDS == BACKENDS
