@@ -326,76 +326,15 @@ def _declared_seconds(container, stream, logs) -> float | None:
 
 
 def _read_pyav(path: str, kind: str) -> DecodedAudio:
-    import av
-    import av.logging
+    from pipelines.decode_pyav import PyavDecode  # the packet loop, shared with decode_stream
 
-    _enable_ffmpeg_warnings()
-    chunks: list[np.ndarray] = []
-    rate = channels = None
-    stop_error = None
-    with av.logging.Capture(local=True) as logs:
-        try:
-            container = av.open(path, metadata_errors="ignore")
-        except av.FFmpegError as error:
-            raise _open_error(path, kind, error, logs) from None
-        with container:
-            if not container.streams.audio:
-                held = ", ".join(f"{s.type} {getattr(s.codec_context, 'name', '?')}" for s in container.streams)
-                raise BadMediaError(path, f"no audio stream (the file holds: {held or 'no streams'})")
-            stream = container.streams.audio[0]
-            if stream.codec_context is None:
-                raise _unsupported(path, stream, logs)
-            decoder = stream.codec_context
-            corrupt = 0
-            changed: list[str] = []
-            try:
-                # Packet by packet, as the ffmpeg tool does: a corrupt packet is skipped
-                # (and counted), not the end of the file.
-                for packet in container.demux(stream):
-                    try:
-                        frames = decoder.decode(packet)
-                    except av.error.DecoderNotFoundError:
-                        raise _unsupported(path, stream, logs) from None
-                    except av.FFmpegError:
-                        corrupt += 1
-                        continue
-                    for frame in frames:
-                        samples = _to_float(frame)
-                        if rate is None:
-                            rate, channels = frame.sample_rate, frame.layout.nb_channels
-                        elif (frame.sample_rate, samples.shape[0]) != (rate, channels):
-                            # Broadcasts and some phones switch layout or rate mid-stream:
-                            # keep the file, in the first frame's layout and rate.
-                            if not changed:
-                                seconds = sum(c.shape[1] for c in chunks) / rate
-                                changed.append(f"{stream.codec_context.name}: stream changes from {channels} "
-                                               f"channels at {rate} Hz to {samples.shape[0]} at {frame.sample_rate} Hz "
-                                               f"after {seconds:.2f} s; converted to the first")
-                            samples = _conform(samples, channels=channels, rate=frame.sample_rate, target_rate=rate)
-                        chunks.append(samples)
-            except av.FFmpegError as error:  # the demuxer: the file ends inside a packet, say
-                stop_error = error
-            if not chunks and (corrupt or stop_error is not None):
-                error = stop_error or "every packet is corrupt"
-                detail = str(getattr(error, "strerror", None) or error).splitlines()[0]
-                raise BadMediaError(path, f"not decodable as audio ({decoder.name}: {detail})")
-            declared = _declared_seconds(container, stream, logs)
-            codec = stream.codec_context.name
-    data = np.concatenate(chunks, axis=1) if chunks else np.zeros((channels or 1, 0), np.float32)
-    rate = int(rate or stream.rate or 0)
-    decoded = data.shape[1] / rate if rate else 0.0
-    short = declared is not None and decoded < declared - max(
-        _TRUNCATION_SLACK_SECONDS, _TRUNCATION_SLACK_FRACTION * declared
-    )
-    if short:
-        raise BadMediaError(path, f"truncated after {decoded:.2f} s (the {kind} header declares {declared:.2f} s)")
-    if stop_error is not None and declared is None:
-        detail = str(getattr(stop_error, "strerror", None) or stop_error).splitlines()[0]
-        raise BadMediaError(path, f"truncated or corrupt: {codec} decoding stopped after {decoded:.2f} s ({detail})")
-    notes = _log_text(logs) + changed
-    if corrupt:
-        notes.append(f"{codec}: {corrupt} corrupt packet{'s' if corrupt != 1 else ''} skipped")
-    return DecodedAudio(data, rate, "pyav", notes)
+    with PyavDecode(path, kind) as run:
+        chunks = list(run.chunks())
+    data = np.concatenate(chunks, axis=1) if chunks else np.zeros((run.channels or 1, 0), np.float32)
+    problem = run.problem()
+    if problem:
+        raise BadMediaError(path, problem)
+    return DecodedAudio(data, run.rate, "pyav", run.notes())
 
 
 # --------------------------------------------------------------------------- choice

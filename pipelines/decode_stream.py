@@ -30,18 +30,14 @@ from pipelines.decode import (
     _TRUNCATION_SLACK_FRACTION,
     _TRUNCATION_SLACK_SECONDS,
     _check_file,
-    _conform,
-    _declared_seconds,
     _enable_ffmpeg_warnings,
-    _log_text,
     _open_error,
     _read_head,
     _soundfile_truncation,
-    _to_float,
-    _unsupported,
     ogg_end_note,
     sniff_format,
 )
+from pipelines.decode_pyav import PyavDecode, _audio_stream  # the packet loop decode_audio runs
 from seqapps.errors import BadMediaError, invalid_argument
 
 __all__ = ["stream_audio", "native_sample_rate"]
@@ -177,76 +173,20 @@ def _slack(declared_seconds: float) -> float:
 
 def _pyav_blocks(path: str, kind: str, *, sample_rate: int, block_seconds: float,
                  notes: list[str] | None) -> Iterator[np.ndarray]:
-    import av
-    import av.logging
-
-    _enable_ffmpeg_warnings()
-    with av.logging.Capture(local=True) as logs:
-        try:
-            container = av.open(path, metadata_errors="ignore")
-        except av.FFmpegError as error:
-            raise _open_error(path, kind, error, logs) from None
-        with container:
-            stream = _audio_stream(path, container, logs)
-            decoder = stream.codec_context
-            blocks = None
-            corrupt, changed, stop_error = 0, [], None
-            try:
-                # Packet by packet, as decode_audio: a corrupt packet is skipped and counted.
-                for packet in container.demux(stream):
-                    try:
-                        frames = decoder.decode(packet)
-                    except av.error.DecoderNotFoundError:
-                        raise _unsupported(path, stream, logs) from None
-                    except av.FFmpegError:
-                        corrupt += 1
-                        continue
-                    for frame in frames:
-                        samples = _to_float(frame)
-                        if blocks is None:
-                            channels = samples.shape[0]
-                            blocks = _MonoBlocks(path, rate=frame.sample_rate, target_rate=sample_rate,
-                                                 block=max(1, round(block_seconds * frame.sample_rate)))
-                        elif (frame.sample_rate, samples.shape[0]) != (blocks.rate, channels):
-                            if not changed:  # as decode_audio: kept, in the first frame's rate
-                                changed.append(f"{decoder.name}: stream changes from {channels} channels at "
-                                               f"{blocks.rate} Hz to {samples.shape[0]} at {frame.sample_rate} Hz "
-                                               f"after {blocks.read / blocks.rate:.2f} s; converted to the first")
-                            samples = _conform(samples, channels=channels, rate=frame.sample_rate,
-                                               target_rate=blocks.rate)
-                        yield from blocks.push(samples)
-            except av.FFmpegError as error:  # the demuxer: the file ends inside a packet, say
-                stop_error = error
-            if blocks is None and (corrupt or stop_error is not None):
-                detail = _detail(stop_error or "every packet is corrupt")
-                raise BadMediaError(path, f"not decodable as audio ({decoder.name}: {detail})")
-            declared = _declared_seconds(container, stream, logs)
-            if blocks is not None:
-                yield from blocks.finish()
-    decoded = blocks.read / blocks.rate if blocks is not None else 0.0
+    blocks = None
+    with PyavDecode(path, kind) as run:
+        for samples in run.chunks():
+            if blocks is None:
+                blocks = _MonoBlocks(path, rate=run.rate, target_rate=sample_rate,
+                                     block=max(1, round(block_seconds * run.rate)))
+            yield from blocks.push(samples)
+        if blocks is not None:
+            yield from blocks.finish()
     if notes is not None:
-        notes.extend(_log_text(logs) + changed)
-        if corrupt:
-            notes.append(f"{decoder.name}: {corrupt} corrupt packet{'s' if corrupt != 1 else ''} skipped")
-    if declared is not None and decoded < declared - _slack(declared):
-        raise BadMediaError(path, f"truncated after {decoded:.2f} s (the {kind} header declares {declared:.2f} s)")
-    if stop_error is not None and declared is None:
-        raise BadMediaError(path, f"truncated or corrupt: {decoder.name} decoding stopped after {decoded:.2f} s "
-                                  f"({_detail(stop_error)})")
-
-
-def _audio_stream(path: str, container, logs):
-    if not container.streams.audio:
-        held = ", ".join(f"{s.type} {getattr(s.codec_context, 'name', '?')}" for s in container.streams)
-        raise BadMediaError(path, f"no audio stream (the file holds: {held or 'no streams'})")
-    stream = container.streams.audio[0]
-    if stream.codec_context is None:
-        raise _unsupported(path, stream, logs)
-    return stream
-
-
-def _detail(error) -> str:
-    return str(getattr(error, "strerror", None) or error).splitlines()[0]
+        notes.extend(run.notes())
+    problem = run.problem()
+    if problem:
+        raise BadMediaError(path, problem)
 
 
 # --------------------------------------------------------------------------- header only
