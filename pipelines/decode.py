@@ -70,8 +70,15 @@ class DecodedAudio:
 # --------------------------------------------------------------------------- the file itself
 
 
-def _check_file(path: str) -> None:
-    """Reasons that need no decoder: missing, dangling link, not a file, empty, unreadable."""
+def check_file(path: str) -> None:
+    """Raise BadMediaError for what needs no decoder to tell: missing, a dangling link, not
+    a file, empty, unreadable (shared by the audio and video readers).
+
+    >>> check_file("/no/such/file.wav")
+    Traceback (most recent call last):
+    ...
+    seqapps.errors.BadMediaError: /no/such/file.wav: file not found
+    """
     try:
         link = os.lstat(path)
     except FileNotFoundError:
@@ -361,7 +368,7 @@ def decode_audio(path: str | os.PathLike, *, decoder: str = "auto") -> DecodedAu
     if decoder not in DECODERS:
         raise invalid_argument("decoder", decoder, f"one of {DECODERS}")
     path = os.fspath(path)
-    _check_file(path)
+    check_file(path)
     kind = sniff_format(_read_head(path))
     decoded = _decode_by_kind(path, kind, decoder)
     if kind.startswith("ogg") and (note := ogg_end_note(path)):

@@ -45,6 +45,7 @@ class PyavDecode:
         self.corrupt = 0
         self.declared: float | None = None
         self.stop_error = None
+        self.last_packet_failed = False  # a stream cut inside its last packet
         self._changed: list[str] = []
 
     def __enter__(self):
@@ -89,7 +90,10 @@ class PyavDecode:
                     raise _decode._unsupported(self.path, self.stream, self.logs) from None
                 except av.FFmpegError:
                     self.corrupt += 1
+                    self.last_packet_failed = True
                     continue
+                if packet.size:  # not the flushing packet the demuxer ends with
+                    self.last_packet_failed = False
                 for frame in frames:
                     yield self._conformed(frame)
         except av.FFmpegError as error:  # the demuxer: the file ends inside a packet, say
@@ -120,6 +124,10 @@ class PyavDecode:
         notes = _decode._log_text(self.logs) + self._changed
         if self.corrupt:
             notes.append(f"{self.codec}: {self.corrupt} corrupt packet{'s' if self.corrupt != 1 else ''} skipped")
+        if self.last_packet_failed and self.samples:
+            # Formats without a declared length (raw AAC, say) show a cut only here.
+            notes.append(f"{self.codec}: the last packet does not decode: the recording may be truncated "
+                         f"after {self.samples / self.rate:.2f} s")
         return notes
 
     def problem(self) -> str | None:

@@ -29,11 +29,11 @@ from pipelines.decode import (
     _SOUNDFILE_FORMATS,
     _TRUNCATION_SLACK_FRACTION,
     _TRUNCATION_SLACK_SECONDS,
-    _check_file,
     _enable_ffmpeg_warnings,
     _open_error,
     _read_head,
     _soundfile_truncation,
+    check_file,
     ogg_end_note,
     sniff_format,
 )
@@ -109,7 +109,7 @@ def stream_audio(path: str | os.PathLike, *, sample_rate: int, block_seconds: fl
     if not block_seconds > 0:
         raise invalid_argument("block_seconds", block_seconds, "a positive number")
     path = os.fspath(path)
-    _check_file(path)
+    check_file(path)
     kind = sniff_format(_read_head(path))
     opened = _open_soundfile(path) if kind in _SOUNDFILE_FORMATS else None
     if opened is not None:  # else libsndfile refuses it: FFmpeg may read it (as decode_audio)
@@ -203,7 +203,7 @@ def native_sample_rate(path: str | os.PathLike) -> int:
         BadMediaError: the same reasons as ``decode_audio`` for what a header shows.
     """
     path = os.fspath(path)
-    _check_file(path)
+    check_file(path)
     kind = sniff_format(_read_head(path))
     if kind in _SOUNDFILE_FORMATS:
         import soundfile

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 import cv2
 import numpy as np
 
+from pipelines.decode import check_file
 from pipelines.report import BadInputReport
 from seqapps.errors import BadMediaError, invalid_argument
 
@@ -218,8 +219,10 @@ def iter_indexed_frames(
         raise invalid_argument("backend", backend, f"one of {BACKENDS}")
     report = BadInputReport(strict=True) if report is None else report
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        report.add(path, "file not found")
+    try:
+        check_file(path)  # the true reason: dangling link, not a file, empty, ...
+    except BadMediaError as error:
+        report.add(path, error.reason)
         return
     problems: list[str] = []
     if backend == "pyav":

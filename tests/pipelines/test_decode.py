@@ -322,3 +322,22 @@ def test_a_cut_ogg_file_keeps_its_audio_with_a_warning(tmp_path, codec):
     unflagged[last + 5] &= ~0x04 & 0xFF
     (tmp_path / "unflagged.ogg").write_bytes(bytes(unflagged))
     assert ogg_end_note(str(tmp_path / "unflagged.ogg")).startswith("the last Ogg page has no end-of-stream flag")
+
+
+def test_a_raw_aac_stream_cut_inside_a_packet_says_it_may_be_truncated(tmp_path):
+    """Raw AAC (ADTS) declares no length: a cut shows only as a last packet that does not
+    decode. The audio before it is kept, with a warning; a whole stream gets none."""
+    from pipelines.decode_stream import stream_audio
+
+    x = (0.1 * np.random.default_rng(0).standard_normal((1, SR * 5))).astype(np.float32)
+    write_audio(tmp_path / "whole.aac", x, sample_rate=SR, codec="aac", container="adts")
+    data = (tmp_path / "whole.aac").read_bytes()
+    (tmp_path / "cut.aac").write_bytes(data[:int(len(data) * 0.6) + 7])  # inside a frame
+    assert not any("truncated" in w for w in decode_audio(tmp_path / "whole.aac").warnings)
+    cut = decode_audio(tmp_path / "cut.aac")
+    seconds = cut.data.shape[1] / cut.sample_rate
+    assert 2.0 < seconds < 4.0
+    assert cut.warnings[-1] == f"aac: the last packet does not decode: the recording may be truncated after {seconds:.2f} s"
+    notes = []
+    list(stream_audio(tmp_path / "cut.aac", sample_rate=SR, notes=notes))
+    assert notes[-1] == cut.warnings[-1]

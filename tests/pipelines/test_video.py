@@ -195,6 +195,21 @@ def test_unusable_files_are_skipped_and_reported(bad_files, name):
         read_clip(bad_files[name])
 
 
+@pytest.mark.parametrize("backend", ["pyav", "opencv"])
+def test_reasons_that_need_no_decoder_are_true(tmp_path, backend):
+    """A dangling link, a folder named like a clip and a 0-byte file get the reasons the
+    audio reader gives, with either video reader."""
+    (tmp_path / "gone.mp4").symlink_to(tmp_path / "deleted.mp4")
+    (tmp_path / "folder.mp4").mkdir()
+    (tmp_path / "zero.mp4").write_bytes(b"")
+    expected = {"gone.mp4": "dangling link (points to", "folder.mp4": "not a file (a folder)",
+                "zero.mp4": "empty file (0 bytes)", "missing.mp4": "file not found"}
+    for name, reason in expected.items():
+        report = BadInputReport()
+        assert read_clip(tmp_path / name, report=report, backend=backend) is None
+        assert report.entries[0]["reason"].startswith(reason), (name, report.entries)
+
+
 def test_a_file_broken_part_way_keeps_its_first_frames(bad_files):
     path = bad_files["truncated"]
     reference, _ = _cv2_frames(path)
