@@ -44,6 +44,17 @@ _SENTINEL_SIZES = {0, 0xFFFFFFFF, 0x7FFFFFFF}  # "unknown length" written by str
 # The slack covers encoder priming and padding (AAC: 1024-2048 samples, Opus: 312).
 _TRUNCATION_SLACK_SECONDS = 0.2
 _TRUNCATION_SLACK_FRACTION = 0.01
+
+
+def truncation_slack(declared_seconds: float) -> float:
+    """How far short of a declared duration a decode may end and still be whole (seconds)."""
+    return max(_TRUNCATION_SLACK_SECONDS, _TRUNCATION_SLACK_FRACTION * declared_seconds)
+
+
+def error_detail(error) -> str:
+    """The first line of an FFmpeg (or OS) error, for a reason."""
+    return str(getattr(error, "strerror", None) or error).splitlines()[0]
+
 # Containers whose declared duration is read from an index or header (not estimated from
 # the bit rate, as FFmpeg does for MP3 without a Xing header and for ADTS): only these are
 # checked for truncation by duration.
@@ -300,8 +311,7 @@ def _open_error(path: str, kind: str, error, logs) -> BadMediaError:
         return BadMediaError(path, "not decodable as audio (neither libsndfile nor FFmpeg recognises the content)")
     if kind == "mp4" and "moov atom not found" in messages:
         return BadMediaError(path, "truncated: the MP4 index (moov atom) is missing, the recording was not finished")
-    detail = str(getattr(error, "strerror", None) or error).splitlines()[0]
-    return BadMediaError(path, f"not decodable as audio ({kind} file: {detail})")
+    return BadMediaError(path, f"not decodable as audio ({kind} file: {error_detail(error)})")
 
 
 def _unsupported(path: str, stream, logs) -> BadMediaError:

@@ -99,7 +99,7 @@ class PyavDecode:
         except av.FFmpegError as error:  # the demuxer: the file ends inside a packet, say
             self.stop_error = error
         if not self.samples and (self.corrupt or self.stop_error is not None):
-            detail = _detail(self.stop_error or "every packet is corrupt")
+            detail = _decode.error_detail(self.stop_error or "every packet is corrupt")
             raise BadMediaError(self.path, f"not decodable as audio ({decoder.name}: {detail})")
         self.declared = _decode._declared_seconds(self.container, self.stream, self.logs)
         self.rate = int(self.rate or self.stream.rate or 0)
@@ -133,13 +133,11 @@ class PyavDecode:
     def problem(self) -> str | None:
         """The truncation to report once every chunk is out, or None."""
         decoded = self.samples / self.rate if self.rate else 0.0
-        slack = None if self.declared is None else max(
-            _decode._TRUNCATION_SLACK_SECONDS, _decode._TRUNCATION_SLACK_FRACTION * self.declared)
-        if self.declared is not None and decoded < self.declared - slack:
+        if self.declared is not None and decoded < self.declared - _decode.truncation_slack(self.declared):
             return f"truncated after {decoded:.2f} s (the {self.kind} header declares {self.declared:.2f} s)"
         if self.stop_error is not None and self.declared is None:
             return (f"truncated or corrupt: {self.codec} decoding stopped after {decoded:.2f} s "
-                    f"({_detail(self.stop_error)})")
+                    f"({_decode.error_detail(self.stop_error)})")
         return None
 
 
@@ -152,6 +150,3 @@ def _audio_stream(path: str, container, logs):
         raise _decode._unsupported(path, stream, logs)
     return stream
 
-
-def _detail(error) -> str:
-    return str(getattr(error, "strerror", None) or error).splitlines()[0]

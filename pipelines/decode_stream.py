@@ -27,8 +27,6 @@ import numpy as np
 
 from pipelines.decode import (
     _SOUNDFILE_FORMATS,
-    _TRUNCATION_SLACK_FRACTION,
-    _TRUNCATION_SLACK_SECONDS,
     _enable_ffmpeg_warnings,
     _open_error,
     _read_head,
@@ -36,6 +34,7 @@ from pipelines.decode import (
     check_file,
     ogg_end_note,
     sniff_format,
+    truncation_slack,
 )
 from pipelines.decode_pyav import PyavDecode, _audio_stream  # the packet loop decode_audio runs
 from seqapps.errors import BadMediaError, invalid_argument
@@ -146,7 +145,7 @@ def _soundfile_blocks(path: str, f, *, sample_rate: int, block_seconds: float) -
                 data = f.read(blocks.block, dtype="float32", always_2d=True)
             except (RuntimeError, soundfile.LibsndfileError) as error:
                 # A FLAC cut short: libsndfile loses sync where the bytes end.
-                if declared > 0 and blocks.read < declared - _slack(declared / rate) * rate:
+                if declared > 0 and blocks.read < declared - truncation_slack(declared / rate) * rate:
                     raise BadMediaError(path, f"truncated after {blocks.read / rate:.2f} s (the {_kind_name(f)} "
                                               f"header declares {declared / rate:.2f} s)") from None
                 raise BadMediaError(path, f"corrupt after {blocks.read / rate:.2f} s "
@@ -155,17 +154,13 @@ def _soundfile_blocks(path: str, f, *, sample_rate: int, block_seconds: float) -
                 break
             yield from blocks.push(data.T)
         yield from blocks.finish()
-    if declared > 0 and blocks.read < declared - _slack(declared / rate) * rate:
+    if declared > 0 and blocks.read < declared - truncation_slack(declared / rate) * rate:
         raise BadMediaError(path, f"truncated after {blocks.read / rate:.2f} s (the {_kind_name(f)} header "
                                   f"declares {declared / rate:.2f} s)")
 
 
 def _kind_name(f) -> str:
     return str(f.format).lower()
-
-
-def _slack(declared_seconds: float) -> float:
-    return max(_TRUNCATION_SLACK_SECONDS, _TRUNCATION_SLACK_FRACTION * declared_seconds)
 
 
 # --------------------------------------------------------------------------- FFmpeg (PyAV)

@@ -21,10 +21,12 @@ skipped by reason: 1 empty file, 1 truncated
 
 from __future__ import annotations
 
+import json
 import os
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from seqapps.atomic import write_json
 from seqapps.errors import BadMediaError
@@ -180,3 +182,10 @@ class BadInputReport:
     def save(self, path: str | os.PathLike) -> None:
         """Write the report as JSON (count, by_reason, entries, warnings) atomically."""
         write_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> BadInputReport:
+        """A report written by ``save`` (lenient: a loaded report records, never raises)."""
+        saved = json.loads(Path(path).read_text())
+        return cls(entries=[dict(e) for e in saved.get("entries", [])],
+                   warnings=[dict(w) for w in saved.get("warnings", [])])

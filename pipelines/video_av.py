@@ -20,6 +20,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from pipelines.decode import error_detail
 from seqapps.errors import BadMediaError
 
 __all__ = ["open_video", "raw_frames"]
@@ -57,8 +58,7 @@ def open_video(path: str | os.PathLike):
             messages = " ".join(m for _, _, m in logs)
             if "moov atom not found" in messages and _starts_like_mp4(path):
                 raise BadMediaError(path, "truncated: the MP4 index (moov atom) is missing") from None
-            detail = str(getattr(error, "strerror", None) or error).splitlines()[0]
-            raise BadMediaError(path, f"cannot be opened as a video ({detail})") from None
+            raise BadMediaError(path, f"cannot be opened as a video ({error_detail(error)})") from None
     if not container.streams.video:
         held = _streams_held(container)
         container.close()
@@ -116,8 +116,7 @@ def raw_frames(path: str | os.PathLike, problems: list[str], *, container=None, 
                 if declared - index > max(2, _MISSING_FRAMES_TOLERANCE * declared):
                     stopped_by_error = True
                     break  # a file cut short: the count below says how much is missing
-                detail = str(getattr(error, "strerror", None) or error).splitlines()[0]
-                problems.append(f"decoding failed after {index} frames ({detail})")
+                problems.append(f"decoding failed after {index} frames ({error_detail(error)})")
                 return
             image = _upright(reformatter.reformat(frame, format=pixel_format).to_ndarray(), frame.rotation or 0)
             if first_shape is None:

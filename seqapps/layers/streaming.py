@@ -258,14 +258,6 @@ class _RawStream:
         # Most steps of a live stream reset nothing: one test instead of a select per state.
         return tf.cond(tf.reduce_any(reset), fresh_rows, lambda: dict(state))
 
-    @staticmethod
-    def _at_last_frame(with_initial, frames_done, single: bool):
-        """Each row's value after its last completed frame, from [batch, 1 + frames, ...]
-        holding the value before the chunk first (a row completing no frame keeps it)."""
-        if single:  # every row completed the chunk's one frame
-            return with_initial[:, -1]
-        return tf.gather(with_initial, frames_done, axis=1, batch_dims=1)
-
     def _recur(self, features, state, frames_done, frames_before, *, single: bool = False):
         """(outputs, new state) over the new frames: the recurrent states taken at each
         row's last completed frame (a row completing none keeps its state), and with
@@ -276,9 +268,12 @@ class _RawStream:
         sequences = self.model.recurrent_states(features, initial_states=initial, training=False)
         finals = []
         for i, states in enumerate(sequences):
+            if single:  # every row completed the chunk's one frame
+                finals.append(states[:, -1])
+                continue
             # s(0) in front, so a row that completed no frame (index 0) keeps its state.
             with_initial = tf.concat([initial[i][:, tf.newaxis], states], axis=1)
-            finals.append(self._at_last_frame(with_initial, frames_done, single))
+            finals.append(tf.gather(with_initial, frames_done, axis=1, batch_dims=1))
         new_state = {"state": tf.stack(finals, axis=1)}
         if not (self.window_frames and self.window_frames > 1):
             outputs = tf.cast(self.model.head.per_step(sequences[-1]), tf.float32)

@@ -70,6 +70,7 @@ def cross_validate(kind: str, source, *, run_dir, folds: int, settings: dict, st
     import keras
 
     from pipelines.groups import group_folds
+    from pipelines.report import BadInputReport
     from seqapps.evaluation import plot_confusion_matrix
     from seqapps.runs.train import print_report, train_on_source
 
@@ -91,7 +92,8 @@ def cross_validate(kind: str, source, *, run_dir, folds: int, settings: dict, st
         if metrics_path.exists() and (fold_dir / "group_scores.json").exists():
             metrics = json.loads(metrics_path.read_text())
             fold_groups = json.loads((fold_dir / "group_scores.json").read_text())
-            _merge_saved_report(report, fold_dir / "bad_inputs.json")
+            if (fold_dir / "bad_inputs.json").exists():  # a resumed fold's files, reported again
+                report.extend(BadInputReport.load(fold_dir / "bad_inputs.json"))
         else:
             # One fold's train, val and test splits hold every file: its decoding tells
             # the fate of all of them, so only the first fold trained prints the summary.
@@ -130,16 +132,6 @@ def cross_validate(kind: str, source, *, run_dir, folds: int, settings: dict, st
     if not printed:  # every fold was resumed: the summary is still due once
         print_report(report)
     return summary
-
-
-def _merge_saved_report(report, path: Path) -> None:
-    """Add a resumed fold's saved bad_inputs.json to `report` (no entry twice)."""
-    if not path.exists():
-        return
-    saved = json.loads(path.read_text())
-    report.extend(saved.get("entries", []))
-    for warning in saved.get("warnings", []):
-        report.warn(warning["message"], path=warning.get("path"))
 
 
 def cross_validate_run(kind: str, *, run_dir, folds: int, data_dir=None, manifest=None, task="classify",

@@ -131,3 +131,15 @@ def test_a_link_loop_is_an_unreadable_link(tmp_path):
     source = from_directory(tmp_path, extensions=(".wav",), report=report, kind="audio")
     assert [Path(e.path).name for e in source.examples] == ["tone.wav"]
     assert report.counts_by_reason() == {"unreadable link": 1}, report.entries
+
+
+def test_a_saved_report_loads_back_and_merges_without_repeats(tmp_path):
+    report = BadInputReport()
+    report.add("a.wav", "empty file (0 bytes)")
+    report.add("b.wav", "truncated after 0.31 s (the mp3 header declares 1.00 s)", kept_frames=3)
+    report.warn("aac: 1 corrupt packet skipped", path="c.m4a")
+    report.save(tmp_path / "bad_inputs.json")
+    loaded = BadInputReport.load(tmp_path / "bad_inputs.json")
+    assert (loaded.entries, loaded.warnings, loaded.strict) == (report.entries, report.warnings, False)
+    report.extend(loaded)  # a resumed fold's report merged into the run's: nothing twice
+    assert report.to_dict() == loaded.to_dict()
